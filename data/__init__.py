@@ -1,0 +1,134 @@
+"""Embedded data sets and file loaders, with batches that are pure functions of (seed, step, index).
+
+A data set serves `batch(step, start, size)`: examples [start, start + size) of the global batch
+of training step `step`. A process asks only for its own slice, and the same global batch comes out
+whatever the number of processes or devices, so a resumed run needs nothing but the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from data import files, toy
+from data.validate import check_finite, check_labels, check_rank
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedDataset:
+    """An infinite generated distribution: example i of step n is generator(fold_in(key_n, i))."""
+
+    name: str
+    generator: Callable
+    seed: int
+    shape: tuple[int, ...]
+    kind: str = "points"
+    num_classes: int = 0
+
+    @functools.cached_property
+    def _draw(self):
+        def draw(key, indices):
+            return jax.vmap(lambda i: self.generator(jax.random.fold_in(key, i)))(indices)
+
+        return jax.jit(draw)
+
+    def batch(self, step: int, start: int, size: int, global_batch: int | None = None) -> dict:
+        del global_batch  # examples are keyed by their index: no epochs to track
+        key = jax.random.fold_in(jax.random.key(self.seed), step)
+        x = self._draw(key, jnp.arange(start, start + size, dtype=jnp.uint32))
+        return {"x": np.asarray(x)}
+
+    def reference(self, n: int, seed: int) -> np.ndarray:
+        """n fresh draws, independent of every training batch (a different key stream)."""
+        key = jax.random.fold_in(jax.random.key(self.seed + 1_000_003), seed)
+        return np.asarray(self._draw(key, jnp.arange(n, dtype=jnp.uint32)))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ArrayDataset:
+    """A finite data set, visited in a fresh permutation each epoch (a function of seed, epoch)."""
+
+    name: str
+    x: np.ndarray
+    label: np.ndarray | None
+    seed: int
+    kind: str
+    num_classes: int = 0
+
+    @property
+    def shape(self):
+        return self.x.shape[1:]
+
+    @functools.lru_cache(maxsize=4)  # noqa: B019 -- a few epochs' permutations per data set
+    def permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
+
+    def indices(self, step: int, start: int, size: int, global_batch: int) -> np.ndarray:
+        pos = step * global_batch + start + np.arange(size)
+        epochs, offsets = np.divmod(pos, len(self.x))
+        return np.array([self.permutation(int(e))[o] for e, o in zip(epochs, offsets, strict=True)])
+
+    def batch(self, step: int, start: int, size: int, global_batch: int | None = None) -> dict:
+        idx = self.indices(step, start, size, global_batch or size)
+        out = {"x": self.x[idx]}
+        if self.label is not None:
+            out["label"] = self.label[idx]
+        return out
+
+    def reference(self, n: int, seed: int) -> np.ndarray:
+        """n examples drawn without replacement (all of them if n exceeds the set)."""
+        idx = np.random.default_rng([self.seed, 7919, seed]).permutation(len(self.x))[:n]
+        return self.x[idx]
+
+
+def digits(seed: int, split: str = "all") -> ArrayDataset:
+    """scikit-learn's 1797 8x8 digits, x = v / 8 - 1 in [-1, 1] (NHWC), labels 0..9.
+
+    split: 'all', or a fixed 90/10 'train'/'test' split (seeded independently of `seed`).
+    """
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images.astype(np.float32) / 8.0 - 1.0)[..., None]
+    label = d.target.astype(np.int32)
+    if split != "all":
+        order = np.random.default_rng(20240101).permutation(len(x))
+        cut = int(0.9 * len(x))
+        if split not in ("train", "test"):
+            raise ValueError(f"digits split must be 'all', 'train' or 'test', got {split!r}")
+        keep = order[:cut] if split == "train" else order[cut:]
+        x, label = x[keep], label[keep]
+    return ArrayDataset("digits", x, label, seed, "images", 10)
+
+
+def from_arrays(name: str, x: np.ndarray, label, seed: int, num_classes: int = 0) -> ArrayDataset:
+    """Validate user arrays (finite, rank 2 or 4, labels in range) and wrap them."""
+    check_rank(f"{name} x", x, (2, 4))
+    check_finite(f"{name} x", x)
+    if label is not None:
+        num_classes = num_classes or int(label.max()) + 1
+        check_labels(f"{name} label", label, num_classes, len(x))
+    return ArrayDataset(name, x, label, seed, "images" if x.ndim == 4 else "points",
+                        num_classes if label is not None else 0)
+
+
+def build(data_config):
+    """The data set described by config.data."""
+    name, seed = data_config.name, data_config.seed
+    if name in toy.GENERATORS:
+        return GeneratedDataset(name, toy.GENERATORS[name], seed, (2,))
+    if name == "digits":
+        return digits(seed, data_config.get("split", "train"))
+    if name == "npz":
+        x, label = files.load_npz(data_config.path)
+        return from_arrays(data_config.path, x, label, seed, data_config.get("num_classes", 0))
+    if name == "image_folder":
+        x, label = files.load_image_folder(data_config.path)
+        return from_arrays(data_config.path, x, label, seed, data_config.get("num_classes", 0))
+    known = sorted([*toy.GENERATORS, "digits", "npz", "image_folder"])
+    raise ValueError(f"config.data.name must be one of {known}, got {name!r}")

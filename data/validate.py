@@ -1,0 +1,35 @@
+"""Checks on user and embedded data: each error names the array and the bad value."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_finite(name: str, x: np.ndarray) -> None:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} must be finite, got {x[idx]} at index {idx} "
+                         f"({int(bad.sum())} non-finite values)")
+
+
+def check_rank(name: str, x: np.ndarray, ranks: tuple[int, ...]) -> None:
+    if x.ndim not in ranks:
+        raise ValueError(f"{name} must have rank {' or '.join(map(str, ranks))}, "
+                         f"got shape {x.shape} (rank {x.ndim})")
+
+
+def check_range(name: str, x: np.ndarray, lo: float, hi: float) -> None:
+    mn, mx = float(x.min()), float(x.max())
+    if mn < lo or mx > hi:
+        raise ValueError(f"{name} must lie in [{lo}, {hi}], got min={mn:g}, max={mx:g}")
+
+
+def check_labels(name: str, label: np.ndarray, num_classes: int, num_examples: int) -> None:
+    if label.ndim != 1 or len(label) != num_examples:
+        raise ValueError(f"{name} must have shape [{num_examples}], got {label.shape}")
+    if not np.issubdtype(label.dtype, np.integer):
+        raise ValueError(f"{name} must be integers, got dtype {label.dtype}")
+    lo, hi = int(label.min()), int(label.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"{name} must lie in [0, {num_classes - 1}], got min={lo}, max={hi}")

@@ -1,0 +1,99 @@
+"""Closed forms for Gaussian mixtures under Gaussian paths x_t = alpha_t x0 + sigma_t eps
+(MATH.md §8.1a-c): marginal density, score, posterior mean, exact velocity, 1-D flow map.
+
+Used as exact denoisers by the oracle tests: a sampler driven by these must reproduce the mixture.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.special import ndtr
+
+from models.flow import Path, time_derivative
+
+
+def _components(gmm, path: Path, t):
+    """Per-component (log w_k, alpha_t mu_k, C_k diagonal) at scalar or [B] time t."""
+    t = jnp.asarray(t, jnp.float32)
+    a, s = path.alpha(t), path.sigma(t)
+    mu = jnp.asarray(gmm.means, jnp.float32)
+    var = jnp.asarray(gmm.stds, jnp.float32) ** 2
+    a_ = jnp.reshape(a, a.shape + (1, 1))
+    s_ = jnp.reshape(s, s.shape + (1, 1))
+    return jnp.log(jnp.asarray(gmm.weights, jnp.float32)), a_ * mu, a_**2 * var + s_**2
+
+
+def _log_normals(x, mean, cov):
+    """log N(x; mean_k, diag cov_k) for x [B, D] -> [B, K]."""
+    diff = x[:, None, :] - mean
+    return -0.5 * jnp.sum(diff**2 / cov + jnp.log(2 * jnp.pi * cov), axis=-1)
+
+
+def responsibilities(gmm, path: Path, x, t):
+    """r_k(x, t) = softmax_k(log pi_k + log N(x; alpha_t mu_k, C_k))."""
+    logw, mean, cov = _components(gmm, path, t)
+    return jax.nn.softmax(logw + _log_normals(x, mean, cov), axis=-1)
+
+
+def log_density(gmm, path: Path, x, t):
+    """log p_t(x) = logsumexp_k(log pi_k + log N(x; alpha_t mu_k, C_k))."""
+    logw, mean, cov = _components(gmm, path, t)
+    return jax.nn.logsumexp(logw + _log_normals(x, mean, cov), axis=-1)
+
+
+def score(gmm, path: Path, x, t):
+    """grad log p_t(x) = -sum_k r_k C_k^-1 (x - alpha_t mu_k)."""
+    logw, mean, cov = _components(gmm, path, t)
+    r = jax.nn.softmax(logw + _log_normals(x, mean, cov), axis=-1)
+    return -jnp.sum(r[..., None] * (x[:, None, :] - mean) / cov, axis=1)
+
+
+def velocity(gmm, path: Path, x, t):
+    """u = sum_k r_k [alpha' mu_k + (alpha alpha' Sigma_k + sigma sigma') C_k^-1 (x - alpha mu_k)].
+
+    The component form, smooth at t = 0 and t = 1 (MATH.md §8.1a).
+    """
+    t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
+    logw, mean, cov = _components(gmm, path, t)
+    r = jax.nn.softmax(logw + _log_normals(x, mean, cov), axis=-1)
+    a, s = path.alpha(t)[:, None, None], path.sigma(t)[:, None, None]
+    da = time_derivative(path.alpha, t)[:, None, None]
+    ds = time_derivative(path.sigma, t)[:, None, None]
+    mu = jnp.asarray(gmm.means, jnp.float32)
+    var = jnp.asarray(gmm.stds, jnp.float32) ** 2
+    comp = da * mu + (a * da * var + s * ds) / cov * (x[:, None, :] - mean)
+    return jnp.sum(r[..., None] * comp, axis=1)
+
+
+def velocity_denoiser(gmm, path: Path):
+    """The exact velocity as a difflab denoiser (xt, t, cond) -> u."""
+    return lambda xt, t, cond=None: velocity(gmm, path, xt, t)
+
+
+# -- 1-D exact flow map (float64 numpy) --------------------------------------------------------
+
+
+def cdf_1d(gmm, path: Path, x, t):
+    """F_t(x) = sum_k pi_k Phi((x - alpha_t mu_k) / sqrt(C_k))."""
+    a, s = float(path.alpha(t)), float(path.sigma(t))
+    mu, sd = np.asarray(gmm.means)[:, 0], np.asarray(gmm.stds)[:, 0]
+    scale = np.sqrt(a**2 * sd**2 + s**2)
+    z = (np.asarray(x, np.float64)[..., None] - a * mu) / scale
+    return np.sum(np.asarray(gmm.weights) * ndtr(z), axis=-1)
+
+
+def flow_map_1d(gmm, path: Path, x, t: float, r: float, iters: int = 80):
+    """Phi_{t->r}(x) = F_r^-1(F_t(x)) by bisection in float64 (MATH.md §8.1b)."""
+    target = cdf_1d(gmm, path, x, t)
+    a, s = float(path.alpha(r)), float(path.sigma(r))
+    mu, sd = np.asarray(gmm.means)[:, 0], np.asarray(gmm.stds)[:, 0]
+    width = 12 * np.max(np.sqrt(a**2 * sd**2 + s**2))
+    lo = np.full_like(target, np.min(a * mu) - width)
+    hi = np.full_like(target, np.max(a * mu) + width)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        below = cdf_1d(gmm, path, mid, r) < target
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return 0.5 * (lo + hi)

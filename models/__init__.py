@@ -1,0 +1,43 @@
+"""What is learned: networks (models.nets) and one process module per model family.
+
+`denoiser(graphdef, params)` turns a network definition and its parameters into the pure
+function `denoiser(xt, t, cond) -> pred` that losses and samplers take.
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from models import flow
+
+
+def split(net: nnx.Module):
+    """(graphdef, params): the network's structure and its parameters as a plain dict pytree."""
+    graphdef, state = nnx.split(net)
+    other = [k for k, v in nnx.to_flat_state(state) if not isinstance(v, nnx.Param)]
+    if other:
+        raise ValueError(f"networks must hold only nnx.Param state, found non-parameters {other}")
+    return graphdef, nnx.to_pure_dict(state)
+
+
+def denoiser(graphdef, params):
+    """The pure function (xt, t, cond) -> network prediction, with `params` bound."""
+
+    def apply(xt, t, cond=None):
+        t = jax.numpy.broadcast_to(jax.numpy.asarray(t, jax.numpy.float32), xt.shape[:1])
+        return nnx.merge(graphdef, params)(xt, t, cond)
+
+    return apply
+
+
+PROCESSES = {"flow": flow.build_process}
+
+
+def build_process(config):
+    """The process (forward corruption, loss, posterior) for config.process.family."""
+    family = config.process.family
+    if family not in PROCESSES:
+        raise ValueError(f"config.process.family must be one of {sorted(PROCESSES)}, "
+                         f"got {family!r}")
+    return PROCESSES[family](config)

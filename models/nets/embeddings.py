@@ -1,0 +1,60 @@
+"""Shared conditioning embeddings: sinusoidal time features, time MLP, labels with a null class."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def sinusoidal(t: jax.Array, dim: int, scale: float = 1000.0) -> jax.Array:
+    """[cos(scale t w_k), sin(scale t w_k)], w_k = 10000^(-k / (dim/2)) (Vaswani et al.; DDPM)."""
+    half = dim // 2
+    freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / half)
+    args = scale * jnp.asarray(t, jnp.float32)[:, None] * freqs[None]
+    return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+
+
+class TimeEmbedding(nnx.Module):
+    """t in [0, 1] -> sinusoidal features -> 2-layer SiLU MLP of width `dim`."""
+
+    def __init__(self, dim: int, *, dtype, rngs: nnx.Rngs):
+        self.freq_dim = max(dim, 64)
+        self.dense1 = nnx.Linear(self.freq_dim, dim, dtype=dtype, rngs=rngs)
+        self.dense2 = nnx.Linear(dim, dim, dtype=dtype, rngs=rngs)
+
+    def __call__(self, t):
+        return self.dense2(nnx.silu(self.dense1(sinusoidal(t, self.freq_dim))))
+
+
+class LabelEmbedding(nnx.Module):
+    """Class label -> vector; row `num_classes` is the null class used for label dropout / CFG.
+
+    A label of -1 (the null label, models.flow.drop_labels) selects the null row.
+    """
+
+    def __init__(self, num_classes: int, dim: int, *, dtype, rngs: nnx.Rngs):
+        self.num_classes = num_classes
+        self.table = nnx.Embed(num_classes + 1, dim, dtype=dtype, rngs=rngs)
+
+    def __call__(self, label):
+        label = jnp.asarray(label, jnp.int32)
+        return self.table(jnp.where(label < 0, self.num_classes, label))
+
+
+class Conditioning(nnx.Module):
+    """Time embedding plus (optional) label embedding, as one conditioning vector."""
+
+    def __init__(self, dim: int, num_classes: int, *, dtype, rngs: nnx.Rngs):
+        self.time = TimeEmbedding(dim, dtype=dtype, rngs=rngs)
+        self.label = LabelEmbedding(num_classes, dim, dtype=dtype, rngs=rngs) if num_classes else None
+
+    def __call__(self, t, cond):
+        emb = self.time(t)
+        if self.label is not None:
+            if cond is None:
+                cond = -jnp.ones(t.shape, jnp.int32)  # unconditional = null class
+            emb = emb + self.label(cond)
+        return emb

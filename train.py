@@ -1,0 +1,45 @@
+"""Train a difflab model: `python train.py [--config configs/X.py] [--config.field=value ...]`.
+
+With no arguments it trains the default config (flow matching on the checkerboard) in
+runs/flow_checkerboard. A run restarted with the same workdir resumes from its latest checkpoint.
+Multi-process: pass --num_processes/--process_id/--coordinator_address (or --distributed to let
+jax.distributed.initialize() detect a TPU pod / SLURM cluster).
+"""
+
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(ROOT, "configs", "flow_checkerboard.py"), "experiment config file",
+    lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string("workdir", None, "run directory (default: runs/<config.name>)")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize()")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processes")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    import jax
+
+    if _DISTRIBUTED.value or _NUM_PROCESSES.value:
+        if jax.config.jax_platforms in (None, "", "cpu") or os.environ.get("JAX_PLATFORMS") == "cpu":
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+
+    from training.loop import train
+
+    config = _CONFIG.value
+    workdir = _WORKDIR.value or config.workdir or os.path.join("runs", config.name)
+    train(config, workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)

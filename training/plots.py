@@ -1,0 +1,75 @@
+"""PNG figures: 2-D scatter plots, image grids, and the loss curve."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def scatter(samples, path: str, title: str = "", reference=None, lim: float | None = None) -> None:
+    """Samples (and optionally data) as a 2-D scatter plot."""
+    samples = np.asarray(samples)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if reference is not None:
+        ref = np.asarray(reference)
+        ax.scatter(ref[:, 0], ref[:, 1], s=1, alpha=0.3, c="tab:gray", label="data")
+    ax.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.5, c="tab:blue", label="samples")
+    if lim is None:
+        lim = float(np.quantile(np.abs(samples), 0.995)) * 1.1 + 1e-3
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.legend(loc="upper right", markerscale=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def image_grid(images, path: str, title: str = "", cols: int = 16) -> None:
+    """NHWC images in [-1, 1] tiled into one grid (values outside are shown clipped)."""
+    images = np.asarray(images)
+    n = len(images) - len(images) % cols if len(images) >= cols else len(images)
+    images = images[:n]
+    cols = min(cols, n)
+    rows = n // cols
+    h, w, c = images.shape[1:]
+    grid = images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+    fig, ax = plt.subplots(figsize=(cols * 0.5 + 0.5, rows * 0.5 + 0.7))
+    shown = (np.clip(grid, -1, 1) + 1) / 2
+    ax.imshow(shown[..., 0] if c == 1 else shown, cmap="gray" if c == 1 else None,
+              vmin=0, vmax=1, interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def loss_curve(records: list[dict], path: str, key: str = "loss") -> None:
+    """The training loss against the step, log-scaled when positive."""
+    pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), float)]
+    if not pts:
+        return
+    steps, values = zip(*pts, strict=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, values)
+    if min(values) > 0:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(key)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_samples(samples, path: str, kind: str, title: str = "", reference=None) -> None:
+    """A scatter plot for 2-D points, an image grid for images."""
+    if kind == "images":
+        image_grid(samples[:128], path, title)
+    else:
+        scatter(samples, path, title, reference)
