@@ -25,10 +25,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     import numpy as np
 
+    import metrics
     import samplers
     from training import plots
     from training.run import draw, load_run
-    import metrics
 
     run = load_run(_WORKDIR.value, _STEP.value)
     sampler = _SAMPLER.value or run.config.eval.sampler
@@ -44,9 +44,14 @@ def main(argv):
     title = f"{run.config.name} step {run.step}: {sampler}, {steps} steps"
     ref = run.components.dataset.reference(len(x), _SEED.value + 1) if kind == "points" else None
     plots.plot_samples(x, os.path.join(out, "samples.png"), kind, title, ref)
-    result = {"step": run.step, "sampler": sampler, "steps": steps, "num_samples": len(x),
-              "nfe": float(info["nfe"]),
-              **metrics.report(x, run.components.dataset, n=len(x), seed=_SEED.value)}
+    result = {
+        "step": run.step,
+        "sampler": sampler,
+        "steps": steps,
+        "num_samples": len(x),
+        "nfe": float(info["nfe"]),
+        **metrics.report(x, run.components.dataset, n=len(x), seed=_SEED.value),
+    }
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result))

@@ -13,7 +13,9 @@ from ml_collections import config_flags
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(ROOT, "configs", "flow_checkerboard.py"), "experiment config file",
+    "config",
+    os.path.join(ROOT, "configs", "flow_checkerboard.py"),
+    "experiment config file",
     lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (default: runs/<config.name>)")
@@ -30,8 +32,8 @@ def main(argv):
     import jax
 
     if _DISTRIBUTED.value or _NUM_PROCESSES.value:
-        if jax.config.jax_platforms in (None, "", "cpu") or os.environ.get("JAX_PLATFORMS") == "cpu":
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # CPU collectives between processes (tests, CPU clusters); GPU/TPU use their own.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
 
     from training.loop import train

@@ -113,8 +113,14 @@ def from_arrays(name: str, x: np.ndarray, label, seed: int, num_classes: int = 0
     if label is not None:
         num_classes = num_classes or int(label.max()) + 1
         check_labels(f"{name} label", label, num_classes, len(x))
-    return ArrayDataset(name, x, label, seed, "images" if x.ndim == 4 else "points",
-                        num_classes if label is not None else 0)
+    return ArrayDataset(
+        name,
+        x,
+        label,
+        seed,
+        "images" if x.ndim == 4 else "points",
+        num_classes if label is not None else 0,
+    )
 
 
 def build(data_config):

@@ -1,4 +1,4 @@
-"""Loaders for the user's own data: an `.npz` with `x` (and optional `label`), or an image folder."""
+"""Loaders for the user's own data: an `.npz` with `x` (optional `label`), or an image folder."""
 
 from __future__ import annotations
 
@@ -43,9 +43,15 @@ def load_image_folder(path: str):
 
     _require_file(path, "a folder of images")
     classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
-    entries = [(os.path.join(path, c, f), i) for i, c in enumerate(classes)
-               for f in sorted(os.listdir(os.path.join(path, c)))] if classes else [
-        (os.path.join(path, f), 0) for f in sorted(os.listdir(path))]
+    entries = (
+        [
+            (os.path.join(path, c, f), i)
+            for i, c in enumerate(classes)
+            for f in sorted(os.listdir(os.path.join(path, c)))
+        ]
+        if classes
+        else [(os.path.join(path, f), 0) for f in sorted(os.listdir(path))]
+    )
     entries = [(f, i) for f, i in entries if f.lower().endswith(IMAGE_SUFFIXES)]
     if not entries:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {path!r}")

@@ -41,7 +41,8 @@ class GaussianMixture:
         k_comp, k_noise = jax.random.split(key)
         k = jax.random.categorical(k_comp, jnp.log(jnp.asarray(self.weights, jnp.float32)))
         eps = jax.random.normal(k_noise, (self.means.shape[1],))
-        return jnp.asarray(self.means, jnp.float32)[k] + jnp.asarray(self.stds, jnp.float32)[k] * eps
+        means, stds = jnp.asarray(self.means, jnp.float32), jnp.asarray(self.stds, jnp.float32)
+        return means[k] + stds[k] * eps
 
     def sample(self, key, n: int):
         return jax.vmap(self.sample_one)(jax.random.split(key, n))
@@ -51,14 +52,16 @@ def ring_mixture(components: int = 8, radius: float = 4.0, std: float = 0.3) -> 
     """Equal-weight isotropic components on a circle (MATH.md §8.2 standard 2-D GMM)."""
     angles = 2 * np.pi * np.arange(components) / components
     means = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    return GaussianMixture(np.full(components, 1.0 / components), means,
-                           np.full((components, 2), std))
+    return GaussianMixture(
+        np.full(components, 1.0 / components), means, np.full((components, 2), std)
+    )
 
 
 def standard_mixture_1d() -> GaussianMixture:
     """MATH.md §8.2 standard 1-D GMM: mean 0.15, variance 3.8435."""
-    return GaussianMixture(np.array([0.2, 0.5, 0.3]), np.array([[-3.0], [0.0], [2.5]]),
-                           np.array([[0.3], [0.5], [0.4]]))
+    return GaussianMixture(
+        np.array([0.2, 0.5, 0.3]), np.array([[-3.0], [0.0], [2.5]]), np.array([[0.3], [0.5], [0.4]])
+    )
 
 
 EIGHT_GAUSSIANS = ring_mixture(8, radius=2.0, std=0.15)

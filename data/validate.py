@@ -9,14 +9,18 @@ def check_finite(name: str, x: np.ndarray) -> None:
     bad = ~np.isfinite(x)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{name} must be finite, got {x[idx]} at index {idx} "
-                         f"({int(bad.sum())} non-finite values)")
+        raise ValueError(
+            f"{name} must be finite, got {x[idx]} at index {idx} "
+            f"({int(bad.sum())} non-finite values)"
+        )
 
 
 def check_rank(name: str, x: np.ndarray, ranks: tuple[int, ...]) -> None:
     if x.ndim not in ranks:
-        raise ValueError(f"{name} must have rank {' or '.join(map(str, ranks))}, "
-                         f"got shape {x.shape} (rank {x.ndim})")
+        raise ValueError(
+            f"{name} must have rank {' or '.join(map(str, ranks))}, "
+            f"got shape {x.shape} (rank {x.ndim})"
+        )
 
 
 def check_range(name: str, x: np.ndarray, lo: float, hi: float) -> None:

@@ -30,7 +30,7 @@ def sliced_wasserstein(x, y, num_projections: int = 256, seed: int = 0) -> float
 def _mean_pairwise_distance(a, b, chunk: int = 1024) -> jax.Array:
     total = 0.0
     for i in range(0, a.shape[0], chunk):
-        d = jnp.linalg.norm(a[i:i + chunk, None, :] - b[None], axis=-1)
+        d = jnp.linalg.norm(a[i : i + chunk, None, :] - b[None], axis=-1)
         total = total + jnp.sum(d)
     return total / (a.shape[0] * b.shape[0])
 
@@ -38,8 +38,11 @@ def _mean_pairwise_distance(a, b, chunk: int = 1024) -> jax.Array:
 def energy_distance(x, y) -> float:
     """D_E = 2 E|X - Y| - E|X - X'| - E|Y - Y'| (Szekely & Rizzo), V-statistic."""
     x, y = _flat(x), _flat(y)
-    return float(2 * _mean_pairwise_distance(x, y) - _mean_pairwise_distance(x, x)
-                 - _mean_pairwise_distance(y, y))
+    return float(
+        2 * _mean_pairwise_distance(x, y)
+        - _mean_pairwise_distance(x, x)
+        - _mean_pairwise_distance(y, y)
+    )
 
 
 def point_cloud_report(samples, dataset, n: int, seed: int = 0) -> dict:

@@ -38,6 +38,7 @@ def build_process(config):
     """The process (forward corruption, loss, posterior) for config.process.family."""
     family = config.process.family
     if family not in PROCESSES:
-        raise ValueError(f"config.process.family must be one of {sorted(PROCESSES)}, "
-                         f"got {family!r}")
+        raise ValueError(
+            f"config.process.family must be one of {sorted(PROCESSES)}, got {family!r}"
+        )
     return PROCESSES[family](config)

@@ -97,7 +97,7 @@ def logit_normal_times(key: jax.Array, batch: int, mean: float, std: float) -> j
 
 
 def drop_labels(key: jax.Array, label: jax.Array, rate: float) -> jax.Array:
-    """Replace each label by the null label -1 with probability `rate` (classifier-free guidance)."""
+    """Replace each label by the null label -1 with probability `rate` (for CFG)."""
     if rate == 0.0:
         return label
     return jnp.where(jax.random.bernoulli(key, rate, label.shape), -1, label)
@@ -182,8 +182,12 @@ class FlowMatching:
                 f"got path {self.path.name!r} (MATH.md §2.3)"
             )
         tt = expand(t, xt)
-        return (self.path.alpha(tt), self.path.sigma(tt), self.path.d_alpha(tt),
-                self.path.d_sigma(tt))
+        return (
+            self.path.alpha(tt),
+            self.path.sigma(tt),
+            self.path.d_alpha(tt),
+            self.path.d_sigma(tt),
+        )
 
     def drift_and_diffusion(self, xt, t):
         """f_t = alpha'/alpha and g_t^2/2 = sigma sigma' - (alpha'/alpha) sigma^2 (MATH.md §2.3)."""

@@ -13,6 +13,8 @@ def get(family: str, name: str):
     if family not in SAMPLERS:
         raise ValueError(f"no samplers for model family {family!r}; known: {sorted(SAMPLERS)}")
     if name not in SAMPLERS[family]:
-        raise ValueError(f"sampler {name!r} is not available for the {family!r} family; "
-                         f"expected one of {sorted(SAMPLERS[family])}")
+        raise ValueError(
+            f"sampler {name!r} is not available for the {family!r} family; "
+            f"expected one of {sorted(SAMPLERS[family])}"
+        )
     return SAMPLERS[family][name]

@@ -30,15 +30,20 @@ def shifted_grid(steps: int, shift: float, t_max: float = 1.0, t_min: float = 0.
 
 
 def rho_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> jax.Array:
-    """EDM: sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho, then 0 (Karras)."""
+    """EDM: sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho, then 0."""
     _check_steps(steps)
     i = jnp.arange(steps, dtype=jnp.float32) / max(steps - 1, 1)
     inv = sigma_max ** (1 / rho) + i * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
     return jnp.concatenate([inv**rho, jnp.zeros(1)])
 
 
-def rho_grid(steps: int, t_of_sigma: Callable, sigma_min: float = 0.002,
-             sigma_max: float = 80.0, rho: float = 7.0) -> jax.Array:
+def rho_grid(
+    steps: int,
+    t_of_sigma: Callable,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+) -> jax.Array:
     """The EDM rho grid mapped to process time by the schedule's inverse t(sigma~) (MATH.md §1.5d).
 
     sigma~ = sigma_t / alpha_t; linear flow path: t = sigma~ / (1 + sigma~).
@@ -130,30 +135,66 @@ heun = make_sampler(Step(heun_move, nfe=2))
 DIFFRAX_SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
 
 
-def solve_ode(vector_field, y0, t0: float, t1: float, *, solver: str = "tsit5",
-              rtol: float = 1e-5, atol: float = 1e-5, max_steps: int = 4096, args=None):
+def solve_ode(
+    vector_field,
+    y0,
+    t0: float,
+    t1: float,
+    *,
+    solver: str = "tsit5",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    max_steps: int = 4096,
+    args=None,
+):
     """diffeqsolve of dy/dt = vector_field(t, y, args) from t0 to t1 with PID step control.
 
     Returns (y(t1), number of vector-field evaluations).
     """
     if solver not in DIFFRAX_SOLVERS:
-        raise ValueError(f"adaptive solver must be one of {sorted(DIFFRAX_SOLVERS)}, got {solver!r}")
+        known = sorted(DIFFRAX_SOLVERS)
+        raise ValueError(f"adaptive solver must be one of {known}, got {solver!r}")
     sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(vector_field), DIFFRAX_SOLVERS[solver](), t0=t0, t1=t1,
-        dt0=(t1 - t0) / 64, y0=y0, args=args,
+        diffrax.ODETerm(vector_field),
+        DIFFRAX_SOLVERS[solver](),
+        t0=t0,
+        t1=t1,
+        dt0=(t1 - t0) / 64,
+        y0=y0,
+        args=args,
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        saveat=diffrax.SaveAt(t1=True), max_steps=max_steps,
+        saveat=diffrax.SaveAt(t1=True),
+        max_steps=max_steps,
     )
     # Tsit5 / Dopri5 are FSAL: 6 new evaluations per attempted step, plus the initial one.
     nfe = 6 * sol.stats["num_steps"] + 1
     return jax.tree.map(lambda y: y[0], sol.ys), nfe
 
 
-def adaptive(key, denoiser, process, shape, cond, grid, *, solver: str = "tsit5",
-             rtol: float = 1e-5, atol: float = 1e-5, max_steps: int = 4096):
-    """Adaptive probability-flow ODE from grid[0] to grid[-1] (MATH.md §1.5e); NFE from sol.stats."""
+def adaptive(
+    key,
+    denoiser,
+    process,
+    shape,
+    cond,
+    grid,
+    *,
+    solver: str = "tsit5",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    max_steps: int = 4096,
+):
+    """Adaptive probability-flow ODE from grid[0] to grid[-1] (MATH.md §1.5e)."""
     x1 = process.prior(key, shape)
     velocity = velocity_field(denoiser, process, cond)
-    x, nfe = solve_ode(lambda t, x, args: velocity(x, t), x1, grid[0], grid[-1], solver=solver,
-                       rtol=rtol, atol=atol, max_steps=max_steps)
+    x, nfe = solve_ode(
+        lambda t, x, args: velocity(x, t),
+        x1,
+        grid[0],
+        grid[-1],
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        max_steps=max_steps,
+    )
     return x, {"nfe": nfe}

@@ -70,8 +70,7 @@ def test_samplers_reproduce_2d_mixture():
     ref = np.asarray(gmm.sample(jax.random.key(9), 200_000))
     cov_true = np.cov(ref, rowvar=False)
     for sampler, steps in [(solvers.heun, 64), (solvers.adaptive, 1)]:
-        grid = solvers.uniform_grid(steps)
-        x, _ = jax.jit(lambda k: sampler(k, den, PROCESS, (N, 2), None, grid))(jax.random.key(1))
+        x, _ = sampler(jax.random.key(1), den, PROCESS, (N, 2), None, solvers.uniform_grid(steps))
         x = np.asarray(x)
         assert np.all(np.abs(x.mean(0)) < 0.05)
         np.testing.assert_allclose(np.cov(x, rowvar=False), cov_true, atol=0.05 * cov_true[0, 0])
@@ -85,8 +84,12 @@ def pathwise_error(move, steps):
     x1 = np.linspace(-2.5, 2.5, 11)[:, None].astype(np.float32)
     exact = oracles.flow_map_1d(GMM1, PATH, x1[:, 0], 1.0, 0.0)
     velocity = solvers.velocity_field(oracles.velocity_denoiser(GMM1, PATH), PROCESS, None)
-    x0 = solvers.scan_grid(lambda k, x, t, s: move(k, velocity, x, t, s), jax.random.key(0),
-                           jnp.asarray(x1), solvers.uniform_grid(steps))
+    x0 = solvers.scan_grid(
+        lambda k, x, t, s: move(k, velocity, x, t, s),
+        jax.random.key(0),
+        jnp.asarray(x1),
+        solvers.uniform_grid(steps),
+    )
     return float(np.max(np.abs(np.asarray(x0)[:, 0] - exact)))
 
 
@@ -103,8 +106,9 @@ def test_adaptive_matches_exact_flow_map():
     x1 = np.linspace(-2.5, 2.5, 11)[:, None].astype(np.float32)
     exact = oracles.flow_map_1d(GMM1, PATH, x1[:, 0], 1.0, 0.0)
     velocity = solvers.velocity_field(oracles.velocity_denoiser(GMM1, PATH), PROCESS, None)
-    x0, nfe = solvers.solve_ode(lambda t, x, a: velocity(x, t), jnp.asarray(x1), 1.0, 0.0,
-                                rtol=1e-6, atol=1e-6)
+    x0, nfe = solvers.solve_ode(
+        lambda t, x, a: velocity(x, t), jnp.asarray(x1), 1.0, 0.0, rtol=1e-6, atol=1e-6
+    )
     assert np.max(np.abs(np.asarray(x0)[:, 0] - exact)) < 1e-4
     assert int(nfe) > 0
 

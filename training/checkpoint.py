@@ -23,18 +23,24 @@ def checkpoint_dir(workdir: str) -> str:
 
 def manager(workdir: str, keep: int, asynchronous: bool = True) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, enable_async_checkpointing=asynchronous, create=True,
+        max_to_keep=keep,
+        enable_async_checkpointing=asynchronous,
+        create=True,
     )
-    return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
-                                 item_names=("state", "config"))
+    return ocp.CheckpointManager(
+        checkpoint_dir(workdir), options=options, item_names=("state", "config")
+    )
 
 
 def save(mgr: ocp.CheckpointManager, step: int, state, config) -> None:
     """Start an (async) save of the state and config at `step`."""
-    mgr.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        config=ocp.args.JsonSave(json.loads(config.to_json())),
-    ))
+    mgr.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            config=ocp.args.JsonSave(json.loads(config.to_json())),
+        ),
+    )
 
 
 def abstract_like(state, mesh):

@@ -9,28 +9,36 @@ def check(config, device_count: int) -> None:
     tc = config.train
     errors = []
     if tc.batch_size <= 0 or tc.batch_size % device_count:
-        errors.append(f"config.train.batch_size={tc.batch_size} must be a positive multiple of the "
-                      f"{device_count} devices; use e.g. "
-                      f"--config.train.batch_size={max(device_count, tc.batch_size // device_count * device_count)}")
+        fix = max(device_count, tc.batch_size // device_count * device_count)
+        errors.append(
+            f"config.train.batch_size={tc.batch_size} must be a positive multiple of the "
+            f"{device_count} devices; use e.g. --config.train.batch_size={fix}"
+        )
     if tc.steps_per_call < 1:
         errors.append(f"config.train.steps_per_call={tc.steps_per_call} must be >= 1")
     else:
         for name in ("steps", "log_every", "eval_every", "save_every"):
             v = tc[name]
             if v <= 0 or v % tc.steps_per_call:
-                errors.append(f"config.train.{name}={v} must be a positive multiple of "
-                              f"config.train.steps_per_call={tc.steps_per_call}")
+                errors.append(
+                    f"config.train.{name}={v} must be a positive multiple of "
+                    f"config.train.steps_per_call={tc.steps_per_call}"
+                )
     if not 0.0 <= tc.ema_decay < 1.0:
         errors.append(f"config.train.ema_decay={tc.ema_decay} must lie in [0, 1)")
     if tc.keep_checkpoints < 1:
         errors.append(f"config.train.keep_checkpoints={tc.keep_checkpoints} must be >= 1")
     if config.eval.num_samples <= 0 or config.eval.steps <= 0:
-        errors.append(f"config.eval.num_samples={config.eval.num_samples} and config.eval.steps="
-                      f"{config.eval.steps} must be positive")
+        errors.append(
+            f"config.eval.num_samples={config.eval.num_samples} and config.eval.steps="
+            f"{config.eval.steps} must be positive"
+        )
     if config.optim.lr <= 0:
         errors.append(f"config.optim.lr={config.optim.lr} must be positive")
     if not 0.0 <= config.process.label_dropout < 1.0:
-        errors.append(f"config.process.label_dropout={config.process.label_dropout} must lie in [0, 1)")
+        errors.append(
+            f"config.process.label_dropout={config.process.label_dropout} must lie in [0, 1)"
+        )
     try:
         samplers.get(config.process.family, config.eval.sampler)
     except ValueError as e:

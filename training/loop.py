@@ -57,15 +57,23 @@ def train(config, workdir: str) -> dict:
     if step and lead:
         print(f"resuming {workdir} from step {step}")
     step_fn = compile_step(
-        train_step(comp.process, comp.graphdef, optimizer, tc.ema_decay,
-                   jax.random.key(config.seed)),
-        mesh, tc.steps_per_call,
+        train_step(
+            comp.process, comp.graphdef, optimizer, tc.ema_decay, jax.random.key(config.seed)
+        ),
+        mesh,
+        tc.steps_per_call,
     )
     lr = learning_rate(config.optim, tc.steps)
     writer = MetricWriter(workdir, step, enabled=lead)
     lead_axes = 1 if tc.steps_per_call > 1 else 0
-    bar = tqdm(total=tc.steps, initial=step, disable=not lead, desc=config.name, unit="step",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=tc.steps,
+        initial=step,
+        disable=not lead,
+        desc=config.name,
+        unit="step",
+        dynamic_ncols=True,
+    )
     last = {}
     t_log, step_log = time.perf_counter(), step
     while step < tc.steps:

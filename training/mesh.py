@@ -29,15 +29,17 @@ def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
 def global_batch(local: dict, mesh: Mesh, leading_axes: int = 0) -> dict:
     """Assemble each process's local numpy batch into one global array sharded over `data`."""
     sharding = batch_sharding(mesh, leading_axes)
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-            for k, v in local.items()}
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()
+    }
 
 
 def replicate(tree, mesh: Mesh):
     """Place a host pytree on every device of the mesh."""
     sharding = replicated(mesh)
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-                        tree)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+    )
 
 
 def to_host(tree):

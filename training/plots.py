@@ -37,11 +37,17 @@ def image_grid(images, path: str, title: str = "", cols: int = 16) -> None:
     cols = min(cols, n)
     rows = n // cols
     h, w, c = images.shape[1:]
-    grid = images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+    grid = images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
+    grid = grid.reshape(rows * h, cols * w, c)
     fig, ax = plt.subplots(figsize=(cols * 0.5 + 0.5, rows * 0.5 + 0.7))
     shown = (np.clip(grid, -1, 1) + 1) / 2
-    ax.imshow(shown[..., 0] if c == 1 else shown, cmap="gray" if c == 1 else None,
-              vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(
+        shown[..., 0] if c == 1 else shown,
+        cmap="gray" if c == 1 else None,
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+    )
     ax.axis("off")
     ax.set_title(title)
     fig.tight_layout()

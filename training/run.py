@@ -36,8 +36,10 @@ def build(config) -> Components:
     """Data set, network (initialised from config.seed) and process described by `config`."""
     dataset = data.build(config.data)
     if config.model.conditional and not dataset.num_classes:
-        raise ValueError(f"config.model.conditional=True needs labelled data, but data set "
-                         f"{config.data.name!r} has no labels")
+        raise ValueError(
+            f"config.model.conditional=True needs labelled data, but data set "
+            f"{config.data.name!r} has no labels"
+        )
     num_classes = dataset.num_classes if config.model.conditional else 0
     net = nets.build(config.model, dataset.shape, num_classes, config.seed)
     graphdef, params = models.split(net)
@@ -50,8 +52,7 @@ def grid_for(sampler_name: str, steps: int):
     return solvers.uniform_grid(steps)
 
 
-def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed: int,
-         labels=None):
+def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed: int, labels=None):
     """`num` samples from `params` with the named sampler; labels cycle over the classes."""
     sampler = samplers.get(comp.config.process.family, sampler_name)
     if comp.num_classes and labels is None:
@@ -68,8 +69,16 @@ def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed
     return np.asarray(x), jax.tree.map(np.asarray, info)
 
 
-def evaluate(comp: Components, params, step: int, out_dir: str, sampler_name=None,
-             steps=None, num=None, seed=None) -> dict:
+def evaluate(
+    comp: Components,
+    params,
+    step: int,
+    out_dir: str,
+    sampler_name=None,
+    steps=None,
+    num=None,
+    seed=None,
+) -> dict:
     """Sample, plot to out_dir/samples_<step>.png, and measure quality against fresh data."""
     ec = comp.config.eval
     sampler_name, steps = sampler_name or ec.sampler, steps or ec.steps
@@ -78,8 +87,9 @@ def evaluate(comp: Components, params, step: int, out_dir: str, sampler_name=Non
     quality = metrics.report(x, comp.dataset, n=num, seed=seed)
     title = f"{comp.config.name} step {step}: {sampler_name}, {steps} steps"
     reference = comp.dataset.reference(num, seed + 1) if comp.dataset.kind == "points" else None
-    plots.plot_samples(x, os.path.join(out_dir, f"samples_{step:07d}.png"), comp.dataset.kind,
-                       title, reference)
+    plots.plot_samples(
+        x, os.path.join(out_dir, f"samples_{step:07d}.png"), comp.dataset.kind, title, reference
+    )
     return {**quality, "nfe": float(info["nfe"])}
 
 
@@ -109,8 +119,10 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     mgr = checkpoint.manager(workdir, keep=1_000_000, asynchronous=False)
     steps = mgr.all_steps()
     if not steps:
-        raise FileNotFoundError(f"no checkpoint in {checkpoint.checkpoint_dir(workdir)!r}; "
-                                f"train first: python train.py --config ... --workdir {workdir}")
+        raise FileNotFoundError(
+            f"no checkpoint in {checkpoint.checkpoint_dir(workdir)!r}; "
+            f"train first: python train.py --config ... --workdir {workdir}"
+        )
     step = max(steps) if step is None else step
     if step not in steps:
         raise ValueError(f"--step={step} is not a checkpoint in {workdir!r}; available: {steps}")

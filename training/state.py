@@ -10,8 +10,11 @@ import optax
 def learning_rate(oc, total_steps: int):
     """Linear warmup to oc.lr over oc.warmup_steps, then cosine to oc.lr * oc.min_lr_ratio."""
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=oc.lr, warmup_steps=oc.warmup_steps,
-        decay_steps=max(total_steps, oc.warmup_steps + 1), end_value=oc.lr * oc.min_lr_ratio,
+        init_value=0.0,
+        peak_value=oc.lr,
+        warmup_steps=oc.warmup_steps,
+        decay_steps=max(total_steps, oc.warmup_steps + 1),
+        end_value=oc.lr * oc.min_lr_ratio,
     )
 
 
@@ -19,8 +22,9 @@ def make_optimizer(oc, total_steps: int) -> optax.GradientTransformation:
     """Global-norm clipping, then AdamW on the warmup + cosine schedule (Loshchilov & Hutter)."""
     return optax.chain(
         optax.clip_by_global_norm(oc.grad_clip),
-        optax.adamw(learning_rate(oc, total_steps), b1=oc.b1, b2=oc.b2,
-                    weight_decay=oc.weight_decay),
+        optax.adamw(
+            learning_rate(oc, total_steps), b1=oc.b1, b2=oc.b2, weight_decay=oc.weight_decay
+        ),
     )
 
 

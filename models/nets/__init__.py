@@ -31,15 +31,24 @@ def _mlp(mc, shape, num_classes, dtype, rngs):
 def _unet(mc, shape, num_classes, dtype, rngs):
     if len(shape) != 3:
         raise ValueError(f"the unet network takes images [H, W, C], got data shape {shape}")
-    return UNet(shape[2], mc.width, tuple(mc.mults), mc.blocks, num_classes, dtype=dtype,
-                rngs=rngs)
+    return UNet(shape[2], mc.width, tuple(mc.mults), mc.blocks, num_classes, dtype=dtype, rngs=rngs)
 
 
 def _dit(mc, shape, num_classes, dtype, rngs):
     if len(shape) != 3 or shape[0] != shape[1]:
         raise ValueError(f"the dit network takes square images [H, H, C], got data shape {shape}")
-    return DiT(shape[0], shape[2], mc.patch, mc.width, mc.depth, mc.heads, mc.mlp_ratio,
-               num_classes, dtype=dtype, rngs=rngs)
+    return DiT(
+        shape[0],
+        shape[2],
+        mc.patch,
+        mc.width,
+        mc.depth,
+        mc.heads,
+        mc.mlp_ratio,
+        num_classes,
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
 NETWORKS = {"mlp": _mlp, "unet": _unet, "dit": _dit}
@@ -52,5 +61,6 @@ def build(model_config, data_shape, num_classes: int, seed: int) -> nnx.Module:
             f"config.model.net must be one of {sorted(NETWORKS)}, got {model_config.net!r}"
         )
     dtype = compute_dtype(model_config.dtype)
-    return NETWORKS[model_config.net](model_config, tuple(data_shape), num_classes, dtype,
-                                      nnx.Rngs(seed))
+    return NETWORKS[model_config.net](
+        model_config, tuple(data_shape), num_classes, dtype, nnx.Rngs(seed)
+    )

@@ -30,16 +30,19 @@ class DiTBlock(nnx.Module):
     """x + g1 * Attn(adaLN(x)); x + g2 * MLP(adaLN(x)); modulation initialised to zero."""
 
     def __init__(self, hidden: int, heads: int, mlp_ratio: float, *, dtype, rngs: nnx.Rngs):
-        self.norm1 = nnx.LayerNorm(hidden, use_scale=False, use_bias=False, epsilon=1e-6,
-                                   dtype=dtype, rngs=rngs)
+        self.norm1 = nnx.LayerNorm(
+            hidden, use_scale=False, use_bias=False, epsilon=1e-6, dtype=dtype, rngs=rngs
+        )
         self.attn = nnx.MultiHeadAttention(heads, hidden, decode=False, dtype=dtype, rngs=rngs)
-        self.norm2 = nnx.LayerNorm(hidden, use_scale=False, use_bias=False, epsilon=1e-6,
-                                   dtype=dtype, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(
+            hidden, use_scale=False, use_bias=False, epsilon=1e-6, dtype=dtype, rngs=rngs
+        )
         inner = int(hidden * mlp_ratio)
         self.fc1 = nnx.Linear(hidden, inner, dtype=dtype, rngs=rngs)
         self.fc2 = nnx.Linear(inner, hidden, dtype=dtype, rngs=rngs)
-        self.ada = nnx.Linear(hidden, 6 * hidden, dtype=dtype, rngs=rngs,
-                              kernel_init=nnx.initializers.zeros)
+        self.ada = nnx.Linear(
+            hidden, 6 * hidden, dtype=dtype, rngs=rngs, kernel_init=nnx.initializers.zeros
+        )
 
     def __call__(self, x, c):
         sh1, sc1, g1, sh2, sc2, g2 = jnp.split(self.ada(nnx.silu(c)), 6, axis=-1)
@@ -51,26 +54,51 @@ class DiTBlock(nnx.Module):
 class DiT(nnx.Module):
     """x [B, H, W, C] -> prediction of the same shape; H = W divisible by `patch`."""
 
-    def __init__(self, image_size: int, channels: int, patch: int = 2, hidden: int = 256,
-                 depth: int = 6, heads: int = 4, mlp_ratio: float = 4.0, num_classes: int = 0, *,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        image_size: int,
+        channels: int,
+        patch: int = 2,
+        hidden: int = 256,
+        depth: int = 6,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        num_classes: int = 0,
+        *,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         if image_size % patch:
             raise ValueError(f"image_size={image_size} must be divisible by patch={patch}")
         self.dtype, self.patch, self.channels = dtype, patch, channels
         self.grid = image_size // patch
-        self.embed_patches = nnx.Conv(channels, hidden, (patch, patch), strides=(patch, patch),
-                                      padding="VALID", dtype=dtype, rngs=rngs)
+        self.embed_patches = nnx.Conv(
+            channels,
+            hidden,
+            (patch, patch),
+            strides=(patch, patch),
+            padding="VALID",
+            dtype=dtype,
+            rngs=rngs,
+        )
         self.hidden = hidden
         self.cond = Conditioning(hidden, num_classes, dtype=dtype, rngs=rngs)
         self.blocks = nnx.List(
             [DiTBlock(hidden, heads, mlp_ratio, dtype=dtype, rngs=rngs) for _ in range(depth)]
         )
-        self.norm = nnx.LayerNorm(hidden, use_scale=False, use_bias=False, epsilon=1e-6,
-                                  dtype=dtype, rngs=rngs)
-        self.ada = nnx.Linear(hidden, 2 * hidden, dtype=dtype, rngs=rngs,
-                              kernel_init=nnx.initializers.zeros)
-        self.out = nnx.Linear(hidden, patch * patch * channels, dtype=dtype, rngs=rngs,
-                              kernel_init=nnx.initializers.zeros)
+        self.norm = nnx.LayerNorm(
+            hidden, use_scale=False, use_bias=False, epsilon=1e-6, dtype=dtype, rngs=rngs
+        )
+        self.ada = nnx.Linear(
+            hidden, 2 * hidden, dtype=dtype, rngs=rngs, kernel_init=nnx.initializers.zeros
+        )
+        self.out = nnx.Linear(
+            hidden,
+            patch * patch * channels,
+            dtype=dtype,
+            rngs=rngs,
+            kernel_init=nnx.initializers.zeros,
+        )
 
     def __call__(self, x, t, cond=None):
         b = x.shape[0]

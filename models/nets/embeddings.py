@@ -49,7 +49,9 @@ class Conditioning(nnx.Module):
 
     def __init__(self, dim: int, num_classes: int, *, dtype, rngs: nnx.Rngs):
         self.time = TimeEmbedding(dim, dtype=dtype, rngs=rngs)
-        self.label = LabelEmbedding(num_classes, dim, dtype=dtype, rngs=rngs) if num_classes else None
+        self.label = (
+            LabelEmbedding(num_classes, dim, dtype=dtype, rngs=rngs) if num_classes else None
+        )
 
     def __call__(self, t, cond):
         emb = self.time(t)

@@ -25,8 +25,16 @@ class ResidualBlock(nnx.Module):
 class MLP(nnx.Module):
     """x [B, D] -> prediction [B, D]."""
 
-    def __init__(self, dim: int, width: int = 256, depth: int = 3, num_classes: int = 0, *,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        dim: int,
+        width: int = 256,
+        depth: int = 3,
+        num_classes: int = 0,
+        *,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         self.dtype = dtype
         self.embed = Conditioning(width, num_classes, dtype=dtype, rngs=rngs)
         self.inp = nnx.Linear(dim, width, dtype=dtype, rngs=rngs)

@@ -21,8 +21,9 @@ class ResBlock(nnx.Module):
         self.conv1 = nnx.Conv(cin, cout, (3, 3), dtype=dtype, rngs=rngs)
         self.emb = nnx.Linear(emb_dim, cout, dtype=dtype, rngs=rngs)
         self.norm2 = nnx.GroupNorm(cout, num_groups=_groups(cout), dtype=dtype, rngs=rngs)
-        self.conv2 = nnx.Conv(cout, cout, (3, 3), dtype=dtype, rngs=rngs,
-                              kernel_init=nnx.initializers.zeros)
+        self.conv2 = nnx.Conv(
+            cout, cout, (3, 3), dtype=dtype, rngs=rngs, kernel_init=nnx.initializers.zeros
+        )
         self.skip = nnx.Conv(cin, cout, (1, 1), dtype=dtype, rngs=rngs) if cin != cout else None
 
     def __call__(self, h, emb):
@@ -35,8 +36,17 @@ class ResBlock(nnx.Module):
 class UNet(nnx.Module):
     """x [B, H, W, C] -> prediction of the same shape; H and W divisible by 2^(levels-1)."""
 
-    def __init__(self, channels: int, base: int = 64, mults=(1, 2), blocks: int = 2,
-                 num_classes: int = 0, *, dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        channels: int,
+        base: int = 64,
+        mults=(1, 2),
+        blocks: int = 2,
+        num_classes: int = 0,
+        *,
+        dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
         self.dtype = dtype
         emb_dim = 4 * base
         self.embed = Conditioning(emb_dim, num_classes, dtype=dtype, rngs=rngs)
@@ -62,8 +72,9 @@ class UNet(nnx.Module):
                 up.append(nnx.Conv(c, c, (3, 3), dtype=dtype, rngs=rngs))
         self.up = nnx.List(up)
         self.norm = nnx.GroupNorm(c, num_groups=_groups(c), dtype=dtype, rngs=rngs)
-        self.out = nnx.Conv(c, channels, (3, 3), dtype=dtype, rngs=rngs,
-                            kernel_init=nnx.initializers.zeros)
+        self.out = nnx.Conv(
+            c, channels, (3, 3), dtype=dtype, rngs=rngs, kernel_init=nnx.initializers.zeros
+        )
 
     def __call__(self, x, t, cond=None):
         emb = nnx.silu(self.embed(t, cond))
