@@ -39,8 +39,11 @@ def restore_or_init(mgr, state, mesh):
     return restored, latest
 
 
-def train(config, workdir: str) -> dict:
-    """Train `config` in `workdir` (resuming if it holds checkpoints); returns the last eval."""
+def train(config, workdir: str, stop_after: int | None = None) -> dict:
+    """Train `config` in `workdir` (resuming if it holds checkpoints); returns the last eval.
+
+    stop_after: stop (with a checkpoint) once this step is reached, as if interrupted there.
+    """
     mesh = mesh_lib.make_mesh()
     config_checks.check(config, mesh.size)
     tc = config.train
@@ -76,7 +79,8 @@ def train(config, workdir: str) -> dict:
     )
     last = {}
     t_log, step_log = time.perf_counter(), step
-    while step < tc.steps:
+    end = tc.steps if stop_after is None else min(tc.steps, stop_after)
+    while step < end:
         batch = mesh_lib.global_batch(local_batches(comp, step, tc.steps_per_call), mesh, lead_axes)
         state, step_metrics = step_fn(state, batch)
         step += tc.steps_per_call
@@ -88,7 +92,7 @@ def train(config, workdir: str) -> dict:
             t_log, step_log = now, step
             writer.write(step, {**host, "lr": lr(step - 1), "steps_per_sec": rate})
             bar.set_postfix(loss=f"{float(host['loss']):.4f}", steps_per_s=f"{rate:.1f}")
-        if step % tc.save_every == 0 or step == tc.steps:
+        if step % tc.save_every == 0 or step in (tc.steps, end):
             checkpoint.save(mgr, step, state, config)
         if step % tc.eval_every == 0 or step == tc.steps:
             if lead:

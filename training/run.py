@@ -114,8 +114,8 @@ class Run:
         return draw(self.components, self.params, sampler, steps, num, seed, labels)
 
 
-def load_run(workdir: str, step: int | None = None) -> Run:
-    """The config and EMA parameters of the latest (or given) checkpoint in `workdir`."""
+def load_state(workdir: str, step: int | None = None):
+    """(config, components, full train state as host arrays, step) of a checkpoint in workdir."""
     mgr = checkpoint.manager(workdir, keep=1_000_000, asynchronous=False)
     steps = mgr.all_steps()
     if not steps:
@@ -134,4 +134,10 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     template = init_state(comp.init_params, make_optimizer(config.optim, config.train.steps))
     state = checkpoint.restore_state(mgr, step, checkpoint.abstract_like(template, mesh))
     mgr.close()
+    return config, comp, jax.tree.map(np.asarray, state), step
+
+
+def load_run(workdir: str, step: int | None = None) -> Run:
+    """The config and EMA parameters of the latest (or given) checkpoint in `workdir`."""
+    config, comp, state, step = load_state(workdir, step)
     return Run(config, comp, state["ema_params"], step)

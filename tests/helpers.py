@@ -1,0 +1,62 @@
+"""Small configs and runners shared by the training tests."""
+
+import os
+import subprocess
+import sys
+
+from configs import flow_gmm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(steps=40, steps_per_call=1, batch_size=64):
+    c = flow_gmm.get_config()
+    c.model.width = 32
+    c.model.depth = 1
+    c.train.steps = steps
+    c.train.batch_size = batch_size
+    c.train.steps_per_call = steps_per_call
+    c.train.log_every = steps_per_call
+    c.train.eval_every = steps
+    c.train.save_every = steps
+    c.optim.warmup_steps = 5
+    c.eval.num_samples = 256
+    c.eval.steps = 8
+    return c
+
+
+def overrides(
+    config,
+    keys=(
+        "model.width",
+        "model.depth",
+        "train.steps",
+        "train.batch_size",
+        "train.steps_per_call",
+        "train.log_every",
+        "train.eval_every",
+        "train.save_every",
+        "optim.warmup_steps",
+        "eval.num_samples",
+        "eval.steps",
+    ),
+):
+    out = []
+    for k in keys:
+        v = config
+        for part in k.split("."):
+            v = v[part]
+        out.append(f"--config.{k}={v}")
+    return out
+
+
+def run_train(args, env_extra=None, timeout=600):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
