@@ -1,0 +1,98 @@
+"""Configs: every shipped config loads and builds; overrides are typed and checked."""
+
+import glob
+import os
+import subprocess
+import sys
+from unittest import mock
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from tests.helpers import ROOT, tiny_config
+from training import config_checks
+
+CONFIGS = sorted(
+    p
+    for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+    if os.path.basename(p) not in ("__init__.py", "common.py")
+)
+
+
+def parse(config_path, *overrides):
+    """Load a config file through config_flags with command-line style overrides."""
+    fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", config_path, "", flag_values=fv, lock_config=True)
+    argv = ["prog", f"--config={config_path}", *overrides]
+    with mock.patch.object(sys, "argv", argv):  # config_flags reads overrides from sys.argv
+        fv(argv)
+        return fv.config
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_shipped_configs_load_and_pass_checks(path):
+    c = parse(path)
+    assert c.name == os.path.basename(path)[:-3]
+    config_checks.check(c, device_count=1)
+
+
+def test_override_sets_typed_value():
+    c = parse(
+        os.path.join(ROOT, "configs/flow_checkerboard.py"),
+        "--config.optim.lr=3e-4",
+        "--config.train.steps=10",
+        "--config.train.log_every=10",
+        "--config.train.steps_per_call=1",
+    )
+    assert c.optim.lr == 3e-4 and c.train.steps == 10
+
+
+def test_unknown_key_is_an_error():
+    with pytest.raises(Exception, match="optim.learning_rate|learning_rate"):
+        parse(os.path.join(ROOT, "configs/flow_checkerboard.py"), "--config.optim.learning_rate=1")
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(Exception, match="steps"):
+        parse(os.path.join(ROOT, "configs/flow_checkerboard.py"), "--config.train.steps=lots")
+
+
+def test_batch_not_divisible_by_devices():
+    c = tiny_config(batch_size=60)
+    with pytest.raises(
+        ValueError,
+        match=r"batch_size=60 must be a positive multiple of the 8 "
+        r"devices; use e.g. --config.train.batch_size=56",
+    ):
+        config_checks.check(c, device_count=8)
+
+
+def test_intervals_must_be_multiples_of_steps_per_call():
+    c = tiny_config(steps=40, steps_per_call=5)
+    c.train.eval_every = 12
+    with pytest.raises(
+        ValueError,
+        match=r"eval_every=12 must be a positive multiple of "
+        r"config.train.steps_per_call=5",
+    ):
+        config_checks.check(c, device_count=1)
+
+
+def test_sampler_the_family_lacks():
+    c = tiny_config()
+    c.eval.sampler = "ddpm"
+    with pytest.raises(ValueError, match="sampler 'ddpm' is not available for the 'flow' family"):
+        config_checks.check(c, device_count=1)
+
+
+def test_train_cli_reports_unknown_key():
+    r = subprocess.run(
+        [sys.executable, "train.py", "--config.optim.learnig_rate=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode != 0
+    assert "learnig_rate" in r.stderr

@@ -1,0 +1,116 @@
+"""Data: deterministic, layout-independent batches; loaders; clear errors for bad data."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data
+from data import files
+
+
+def cfg(**kw):
+    import ml_collections
+
+    base = {"name": "checkerboard", "seed": 0, "split": "train", "path": "", "num_classes": 0}
+    return ml_collections.ConfigDict({**base, **kw})
+
+
+@pytest.mark.parametrize("name", ["checkerboard", "moons", "eight_gaussians", "gmm", "digits"])
+def test_batches_are_pure_functions_of_step_and_rows(name):
+    d = data.build(cfg(name=name))
+    whole = d.batch(5, 0, 32, 32)["x"]
+    halves = np.concatenate([d.batch(5, 0, 16, 32)["x"], d.batch(5, 16, 16, 32)["x"]])
+    np.testing.assert_array_equal(whole, halves)  # two processes == one process
+    np.testing.assert_array_equal(whole, d.batch(5, 0, 32, 32)["x"])  # deterministic
+    assert not np.array_equal(whole, d.batch(6, 0, 32, 32)["x"])  # steps differ
+    assert np.isfinite(whole).all()
+
+
+def test_checkerboard_support():
+    x = data.build(cfg()).batch(0, 0, 4096, 4096)["x"]
+    assert np.all(np.abs(x) <= 2)
+    cell = np.floor(x + 2).astype(int)
+    assert np.all((cell[:, 0] + cell[:, 1]) % 2 == 0)
+
+
+def test_digits_range_labels_and_epochs():
+    d = data.build(cfg(name="digits"))
+    assert d.shape == (8, 8, 1) and d.num_classes == 10
+    assert d.x.min() == -1.0 and d.x.max() == 1.0
+    n = len(d.x)
+    # one epoch visits every example once
+    seen = np.concatenate([d.indices(s, 0, 64, 64) for s in range(n // 64)])
+    assert len(np.unique(seen)) == len(seen)
+    test = data.digits(0, "test")
+    assert len(test.x) + n == 1797
+
+
+def test_gmm_parameters_exposed():
+    from data import toy
+
+    assert toy.GMM.means.shape == (8, 2)
+    np.testing.assert_allclose(np.linalg.norm(toy.GMM.means, axis=1), 4.0)
+
+
+def test_npz_loader(tmp_path):
+    p = tmp_path / "d.npz"
+    np.savez(p, x=np.random.randn(50, 3).astype(np.float32), label=np.arange(50) % 5)
+    d = data.build(cfg(name="npz", path=str(p)))
+    assert d.shape == (3,) and d.num_classes == 5 and d.kind == "points"
+    b = d.batch(0, 0, 10, 10)
+    assert b["x"].shape == (10, 3) and b["label"].shape == (10,)
+
+
+@pytest.mark.parametrize(
+    "x,label,match",
+    [
+        (
+            np.array([[0.0, np.nan]], np.float32),
+            None,
+            r"x.* must be finite, got nan at index \(0, 1\)",
+        ),
+        (np.zeros((4, 2, 2), np.float32), None, r"must have rank 2 or 4, got shape \(4, 2, 2\)"),
+        (
+            np.full((2, 4, 4, 1), 3.0, np.float32),
+            None,
+            r"must lie in \[-1.0, 1.0\], got min=3, max=3",
+        ),
+        (
+            np.zeros((3, 2), np.float32),
+            np.array([0, 1, 7]),
+            r"label must lie in \[0, 4\], got min=0, "
+            r"max=7",
+        ),
+        (np.zeros((0, 2), np.float32), None, "is empty"),
+    ],
+)
+def test_bad_npz_is_a_clear_error(tmp_path, x, label, match):
+    p = tmp_path / "bad.npz"
+    np.savez(p, **({"x": x} if label is None else {"x": x, "label": label}))
+    with pytest.raises(ValueError, match=match):
+        data.build(cfg(name="npz", path=str(p), num_classes=5 if label is not None else 0))
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        data.build(cfg(name="npz", path=str(tmp_path / "nope.npz")))
+    with pytest.raises(ValueError, match="must name"):
+        data.build(cfg(name="npz", path=""))
+
+
+def test_image_folder(tmp_path):
+    for c in ("cat", "dog"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            img = np.full((4, 4, 3), 60 * i, np.uint8)
+            Image.fromarray(img).save(tmp_path / c / f"{i}.png")
+    x, label = files.load_image_folder(str(tmp_path))
+    assert x.shape == (6, 4, 4, 3) and x.min() == -1.0 and x.max() <= 1.0
+    np.testing.assert_array_equal(label, [0, 0, 0, 1, 1, 1])
+    d = data.build(cfg(name="image_folder", path=str(tmp_path)))
+    assert d.kind == "images" and d.num_classes == 2
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(ValueError, match="config.data.name must be one of"):
+        data.build(cfg(name="imagenet"))

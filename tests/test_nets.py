@@ -1,0 +1,74 @@
+"""Networks: shapes, float32 parameters with bfloat16 compute, label null class."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import models
+from models import nets
+
+NETS = {
+    "mlp": ((2,), {"width": 32, "depth": 2}),
+    "unet": ((8, 8, 1), {"width": 16, "mults": (1, 2), "blocks": 1}),
+    "dit": ((8, 8, 3), {"width": 32, "depth": 2, "heads": 4, "patch": 2, "mlp_ratio": 2.0}),
+}
+
+
+def build(name, dtype="float32", classes=10):
+    shape, kw = NETS[name]
+    mc = ml_collections.ConfigDict({"net": name, "dtype": dtype, **kw})
+    return shape, models.split(nets.build(mc, shape, classes, seed=0))
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_shapes_and_dtypes(name, dtype):
+    shape, (graphdef, params) = build(name, dtype)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+    d = models.denoiser(graphdef, params)
+    x = jax.random.normal(jax.random.key(0), (4, *shape))
+    y = jax.jit(d)(x, jnp.linspace(0, 1, 4), jnp.array([0, 3, -1, 9]))
+    assert y.shape == x.shape and y.dtype == jnp.float32
+    assert np.isfinite(np.asarray(y)).all()
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_label_changes_output_and_null_is_unconditional(name):
+    shape, (graphdef, params) = build(name)
+    # perturb every parameter so zero-initialised output layers do not hide the conditioning
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(1), len(leaves))
+    params = jax.tree.unflatten(
+        tree, [p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
+    )
+    d = models.denoiser(graphdef, params)
+    x = jnp.ones((2, *shape))
+    a = d(x, 0.5, jnp.array([1, 2]))
+    assert not np.allclose(a[0], a[1])
+    np.testing.assert_allclose(d(x, 0.5, None), d(x, 0.5, jnp.array([-1, -1])), atol=1e-6)
+
+
+def test_unknown_net_and_dtype():
+    mc = ml_collections.ConfigDict({"net": "resnet", "dtype": "float32"})
+    with pytest.raises(ValueError, match="config.model.net must be one of"):
+        nets.build(mc, (2,), 0, 0)
+    with pytest.raises(ValueError, match="config.model.dtype must be one of"):
+        nets.compute_dtype("float16x")
+
+
+def test_dit_rejects_bad_patch():
+    mc = ml_collections.ConfigDict(
+        {
+            "net": "dit",
+            "dtype": "float32",
+            "width": 32,
+            "depth": 1,
+            "heads": 4,
+            "patch": 3,
+            "mlp_ratio": 2.0,
+        }
+    )
+    with pytest.raises(ValueError, match="divisible by patch=3"):
+        nets.build(mc, (8, 8, 1), 0, 0)
