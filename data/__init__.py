@@ -80,10 +80,16 @@ class ArrayDataset:
             out["label"] = self.label[idx]
         return out
 
+    def _reference_indices(self, n: int, seed: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, 7919, seed]).permutation(len(self.x))[:n]
+
     def reference(self, n: int, seed: int) -> np.ndarray:
         """n examples drawn without replacement (all of them if n exceeds the set)."""
-        idx = np.random.default_rng([self.seed, 7919, seed]).permutation(len(self.x))[:n]
-        return self.x[idx]
+        return self.x[self._reference_indices(n, seed)]
+
+    def reference_labels(self, n: int, seed: int) -> np.ndarray | None:
+        """The labels of `reference(n, seed)`, in the same order."""
+        return None if self.label is None else self.label[self._reference_indices(n, seed)]
 
 
 def digits(seed: int, split: str = "all") -> ArrayDataset:

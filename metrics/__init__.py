@@ -1,6 +1,18 @@
 """Sample-quality metrics: point-cloud distances (2-D / vectors) and a digits Frechet distance."""
 
+import numpy as np
+
 from metrics import distances, frechet
+
+
+def sampling_labels(dataset, n: int, seed: int = 0):
+    """Labels for n conditional samples: those of the data half that `report` compares against
+    (rows [n, 2n) of the reference draw), so samples and that half have the same class mix."""
+    labels = dataset.reference_labels(2 * n, seed) if hasattr(dataset, "reference_labels") else None
+    if labels is None:
+        return None
+    half = labels[n : 2 * n] if len(labels) >= 2 * n else labels[len(labels) // 2 :]
+    return np.resize(half, n)
 
 
 def report(samples, dataset, n: int = 2000, seed: int = 0) -> dict:

@@ -36,6 +36,7 @@ def image_grid(images, path: str, title: str = "", cols: int = 16) -> None:
     images = images[:n]
     cols = min(cols, n)
     rows = n // cols
+    images = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-1.0)
     h, w, c = images.shape[1:]
     grid = images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
     grid = grid.reshape(rows * h, cols * w, c)

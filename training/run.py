@@ -83,7 +83,8 @@ def evaluate(
     ec = comp.config.eval
     sampler_name, steps = sampler_name or ec.sampler, steps or ec.steps
     num, seed = num or ec.num_samples, ec.seed if seed is None else seed
-    x, info = draw(comp, params, sampler_name, steps, num, seed)
+    labels = metrics.sampling_labels(comp.dataset, num, seed) if comp.num_classes else None
+    x, info = draw(comp, params, sampler_name, steps, num, seed, labels)
     quality = metrics.report(x, comp.dataset, n=num, seed=seed)
     title = f"{comp.config.name} step {step}: {sampler_name}, {steps} steps"
     reference = comp.dataset.reference(num, seed + 1) if comp.dataset.kind == "points" else None

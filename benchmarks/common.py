@@ -1,0 +1,35 @@
+"""Shared by the benchmark scripts: the machine description and writing a JSON result."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+
+import jax
+
+
+def machine() -> dict:
+    dev = jax.devices()[0]
+    return {
+        "platform": dev.platform,
+        "device_kind": dev.device_kind,
+        "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_result(name: str, result: dict, out_dir: str | None = None) -> str:
+    out_dir = out_dir or os.path.join(os.path.dirname(__file__), "results")
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"{name}.json")
+    with open(path, "w") as f:
+        json.dump({"machine": machine(), **result}, f, indent=2)
+    print(f"wrote {path}")
+    return path
