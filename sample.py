@@ -14,7 +14,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "run directory written by train.
 _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
 _SAMPLER = flags.DEFINE_string("sampler", None, "sampler name (default: the config's eval sampler)")
 _STEPS = flags.DEFINE_integer("steps", None, "number of sampling steps (default: config's)")
-_NUM = flags.DEFINE_integer("num_samples", 1000, "number of samples")
+_NUM = flags.DEFINE_integer("num_samples", None, "number of samples (default: config's eval)")
 _SEED = flags.DEFINE_integer("seed", 0, "sampling seed")
 _OUT = flags.DEFINE_string("out", None, "output directory (default: <workdir>/samples)")
 
@@ -34,11 +34,15 @@ def main(argv):
     sampler = _SAMPLER.value or run.config.eval.sampler
     samplers.get(run.config.process.family, sampler)  # clear error for an unsupported sampler
     steps = _STEPS.value or run.config.eval.steps
-    if steps <= 0 or _NUM.value <= 0:
-        raise app.UsageError(f"--steps={steps} and --num_samples={_NUM.value} must be positive")
+    num = _NUM.value or run.config.eval.num_samples
+    if steps <= 0 or num <= 0:
+        raise app.UsageError(f"--steps={steps} and --num_samples={num} must be positive")
     out = _OUT.value or os.path.join(_WORKDIR.value, "samples")
     os.makedirs(out, exist_ok=True)
-    x, info = draw(run.components, run.params, sampler, steps, _NUM.value, _SEED.value)
+    labels = metrics.sampling_labels(run.components.dataset, num, _SEED.value)
+    if not run.components.num_classes:
+        labels = None
+    x, info = draw(run.components, run.params, sampler, steps, num, _SEED.value, labels)
     np.savez(os.path.join(out, "samples.npz"), x=x)
     kind = run.components.dataset.kind
     title = f"{run.config.name} step {run.step}: {sampler}, {steps} steps"

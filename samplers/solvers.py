@@ -185,7 +185,8 @@ def adaptive(
     max_steps: int = 4096,
 ):
     """Adaptive probability-flow ODE from grid[0] to grid[-1] (MATH.md §1.5e)."""
-    x1 = process.prior(key, shape)
+    k_prior, _ = jax.random.split(key)  # the same x1 as the fixed-step samplers for this key
+    x1 = process.prior(k_prior, shape)
     velocity = velocity_field(denoiser, process, cond)
     x, nfe = solve_ode(
         lambda t, x, args: velocity(x, t),
