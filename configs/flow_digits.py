@@ -16,7 +16,7 @@ def get_config():
     c.optim.warmup_steps = 200
     c.train.steps = 4000
     c.train.batch_size = 128
-    # XLA:CPU runs a lax.scan of conv training steps ~25x slower than single steps (measured:
+    # XLA:CPU runs a lax.scan of conv training steps ~36x slower than single steps (measured:
     # benchmarks/results/train_throughput_cpu.json); on GPU/TPU raise steps_per_call.
     c.train.steps_per_call = 1
     c.train.ema_decay = 0.999

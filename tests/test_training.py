@@ -138,3 +138,14 @@ def test_two_processes_match_one_process(tmp_path):
     _, _, b, _ = load_state(str(tmp_path / "single"))
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+
+
+def test_bfloat16_compute_trains_with_float32_state(tmp_path):
+    c = tiny_config(steps=20, steps_per_call=10)
+    c.model.dtype = "bfloat16"
+    train(c, str(tmp_path / "bf16"))
+    _, _, state, _ = load_state(str(tmp_path / "bf16"))
+    leaves = jax.tree.leaves(state["params"]) + jax.tree.leaves(state["opt_state"])
+    assert all(x.dtype in (np.float32, np.int32) for x in leaves)
+    losses = loss_curve(tmp_path / "bf16")
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
