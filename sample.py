@@ -15,6 +15,7 @@ _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest
 _SAMPLER = flags.DEFINE_string("sampler", None, "sampler name (default: the config's eval sampler)")
 _STEPS = flags.DEFINE_integer("steps", None, "number of sampling steps (default: config's)")
 _NUM = flags.DEFINE_integer("num_samples", None, "number of samples (default: config's eval)")
+_ETA = flags.DEFINE_float("eta", None, "noise scale of ddim (default 0) and em (default 1)")
 _SEED = flags.DEFINE_integer("seed", 0, "sampling seed")
 _OUT = flags.DEFINE_string("out", None, "output directory (default: <workdir>/samples)")
 
@@ -32,7 +33,7 @@ def main(argv):
 
     run = load_run(_WORKDIR.value, _STEP.value)
     sampler = _SAMPLER.value or run.config.eval.sampler
-    samplers.get(run.config.process.family, sampler)  # clear error for an unsupported sampler
+    samplers.check(run.config.process.family, sampler, _ETA.value)
     steps = _STEPS.value or run.config.eval.steps
     num = _NUM.value or run.config.eval.num_samples
     if steps <= 0 or num <= 0:
@@ -42,7 +43,7 @@ def main(argv):
     labels = metrics.sampling_labels(run.components.dataset, num, _SEED.value)
     if not run.components.num_classes:
         labels = None
-    x, info = draw(run.components, run.params, sampler, steps, num, _SEED.value, labels)
+    x, info = draw(run.components, run.params, sampler, steps, num, _SEED.value, labels, _ETA.value)
     np.savez(os.path.join(out, "samples.npz"), x=x)
     kind = run.components.dataset.kind
     title = f"{run.config.name} step {run.step}: {sampler}, {steps} steps"
@@ -51,6 +52,7 @@ def main(argv):
     result = {
         "step": run.step,
         "sampler": sampler,
+        "eta": _ETA.value,
         "steps": steps,
         "num_samples": len(x),
         "nfe": float(info["nfe"]),

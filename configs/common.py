@@ -8,6 +8,35 @@ and typed, so a misspelt key or a value of the wrong type is an error, not a sil
 import ml_collections
 
 
+def flow_process() -> ml_collections.ConfigDict:
+    """Flow matching (MATH.md §2)."""
+    p = ml_collections.ConfigDict()
+    p.family = "flow"
+    p.path = "linear"  # linear | cosine | stochastic
+    p.sigma_min = 0.0
+    p.time_sampling = "uniform"  # uniform (antithetic) | logit_normal
+    p.logit_mean = 0.0
+    p.logit_std = 1.0
+    p.label_dropout = 0.0
+    return p
+
+
+def diffusion_process() -> ml_collections.ConfigDict:
+    """Variance-preserving Gaussian diffusion (MATH.md §1)."""
+    p = ml_collections.ConfigDict()
+    p.family = "diffusion"
+    p.schedule = "cosine"  # cosine (log-SNR form) | linear (beta)
+    p.lambda_min = -15.0  # cosine: log-SNR at t = 1
+    p.lambda_max = 15.0  # cosine: log-SNR at t = 0
+    p.beta_0 = 0.1  # linear
+    p.beta_1 = 20.0  # linear
+    p.t_min = 1e-5  # linear: smallest t used in training and sampling
+    p.parameterization = "eps"  # eps | x0 | v
+    p.loss = "simple"  # simple (eps MSE) | v | elbo (VDM NELBO, bits/dim)
+    p.label_dropout = 0.0
+    return p
+
+
 def base(name: str) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = name
@@ -33,14 +62,7 @@ def base(name: str) -> ml_collections.ConfigDict:
     c.model.mlp_ratio = 4.0
     c.model.conditional = False  # condition on data labels (with label dropout for CFG)
 
-    c.process = ml_collections.ConfigDict()
-    c.process.family = "flow"
-    c.process.path = "linear"  # linear | cosine | stochastic
-    c.process.sigma_min = 0.0
-    c.process.time_sampling = "uniform"  # uniform (antithetic) | logit_normal
-    c.process.logit_mean = 0.0
-    c.process.logit_std = 1.0
-    c.process.label_dropout = 0.0
+    c.process = flow_process()
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-3

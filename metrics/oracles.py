@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import ndtr
 
-from models.flow import Path, time_derivative
+from models.common import time_derivative
 
 
-def _components(gmm, path: Path, t):
+def _components(gmm, path, t):
     """Per-component (log w_k, alpha_t mu_k, C_k diagonal) at scalar or [B] time t."""
     t = jnp.asarray(t, jnp.float32)
     a, s = path.alpha(t), path.sigma(t)
@@ -31,26 +31,26 @@ def _log_normals(x, mean, cov):
     return -0.5 * jnp.sum(diff**2 / cov + jnp.log(2 * jnp.pi * cov), axis=-1)
 
 
-def responsibilities(gmm, path: Path, x, t):
+def responsibilities(gmm, path, x, t):
     """r_k(x, t) = softmax_k(log pi_k + log N(x; alpha_t mu_k, C_k))."""
     logw, mean, cov = _components(gmm, path, t)
     return jax.nn.softmax(logw + _log_normals(x, mean, cov), axis=-1)
 
 
-def log_density(gmm, path: Path, x, t):
+def log_density(gmm, path, x, t):
     """log p_t(x) = logsumexp_k(log pi_k + log N(x; alpha_t mu_k, C_k))."""
     logw, mean, cov = _components(gmm, path, t)
     return jax.nn.logsumexp(logw + _log_normals(x, mean, cov), axis=-1)
 
 
-def score(gmm, path: Path, x, t):
+def score(gmm, path, x, t):
     """grad log p_t(x) = -sum_k r_k C_k^-1 (x - alpha_t mu_k)."""
     logw, mean, cov = _components(gmm, path, t)
     r = jax.nn.softmax(logw + _log_normals(x, mean, cov), axis=-1)
     return -jnp.sum(r[..., None] * (x[:, None, :] - mean) / cov, axis=1)
 
 
-def velocity(gmm, path: Path, x, t):
+def velocity(gmm, path, x, t):
     """u = sum_k r_k [alpha' mu_k + (alpha alpha' Sigma_k + sigma sigma') C_k^-1 (x - alpha mu_k)].
 
     The component form, smooth at t = 0 and t = 1 (MATH.md §8.1a).
@@ -67,15 +67,43 @@ def velocity(gmm, path: Path, x, t):
     return jnp.sum(r[..., None] * comp, axis=1)
 
 
-def velocity_denoiser(gmm, path: Path):
+def posterior_mean(gmm, path, x, t):
+    """x_hat = E[x0 | x_t = x] = sum_k r_k [mu_k + alpha_t Sigma_k C_k^-1 (x - alpha_t mu_k)]."""
+    t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
+    logw, mean, cov = _components(gmm, path, t)
+    r = jax.nn.softmax(logw + _log_normals(x, mean, cov), axis=-1)
+    a = path.alpha(t)[:, None, None]
+    var = jnp.asarray(gmm.stds, jnp.float32) ** 2
+    comp = jnp.asarray(gmm.means, jnp.float32) + a * var / cov * (x[:, None, :] - mean)
+    return jnp.sum(r[..., None] * comp, axis=1)
+
+
+def velocity_denoiser(gmm, path):
     """The exact velocity as a difflab denoiser (xt, t, cond) -> u."""
     return lambda xt, t, cond=None: velocity(gmm, path, xt, t)
+
+
+def exact_denoiser(gmm, process):
+    """The exact prediction in the process's own parameterization: velocity for flows; eps,
+    x0 or v for diffusion (from the closed-form score and posterior mean)."""
+    kind = getattr(process, "parameterization", "velocity")
+    if kind == "velocity":
+        return velocity_denoiser(gmm, process)
+
+    def denoiser(xt, t, cond=None):
+        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), xt.shape[:1])
+        a, s = process.alpha(t)[:, None], process.sigma(t)[:, None]
+        x0 = posterior_mean(gmm, process, xt, t)
+        eps = -s * score(gmm, process, xt, t)
+        return {"eps": eps, "x0": x0, "v": a * eps - s * x0}[kind]
+
+    return denoiser
 
 
 # -- 1-D exact flow map (float64 numpy) --------------------------------------------------------
 
 
-def cdf_1d(gmm, path: Path, x, t):
+def cdf_1d(gmm, path, x, t):
     """F_t(x) = sum_k pi_k Phi((x - alpha_t mu_k) / sqrt(C_k))."""
     a, s = float(path.alpha(t)), float(path.sigma(t))
     mu, sd = np.asarray(gmm.means)[:, 0], np.asarray(gmm.stds)[:, 0]
@@ -84,7 +112,7 @@ def cdf_1d(gmm, path: Path, x, t):
     return np.sum(np.asarray(gmm.weights) * ndtr(z), axis=-1)
 
 
-def flow_map_1d(gmm, path: Path, x, t: float, r: float, iters: int = 80):
+def flow_map_1d(gmm, path, x, t: float, r: float, iters: int = 80):
     """Phi_{t->r}(x) = F_r^-1(F_t(x)) by bisection in float64 (MATH.md §8.1b)."""
     target = cdf_1d(gmm, path, x, t)
     a, s = float(path.alpha(r)), float(path.sigma(r))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from models import flow
+from models import continuous, flow
 
 
 def split(net: nnx.Module):
@@ -31,7 +31,7 @@ def denoiser(graphdef, params):
     return apply
 
 
-PROCESSES = {"flow": flow.build_process}
+PROCESSES = {"flow": flow.build_process, "diffusion": continuous.build_process}
 
 
 def build_process(config):

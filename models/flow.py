@@ -14,17 +14,20 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from models.common import (
+    antithetic_times,
+    conditioning,
+    expand,
+    logit_normal_times,
+    time_derivative,
+)
+from models.gaussian import GaussianPath
+
 Schedule = Callable[[jax.Array], jax.Array]
 
 # Clamp where a score is formed from a velocity: the conversion is singular at t = 0 and t = 1
 # (MATH.md §2.3).
 SCORE_T_CLAMP = 1e-4
-
-
-def time_derivative(fn: Schedule, t: jax.Array) -> jax.Array:
-    """d fn / dt, elementwise, by forward-mode autodiff."""
-    t = jnp.asarray(t, jnp.float32)
-    return jax.jvp(fn, (t,), (jnp.ones_like(t),))[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,23 +39,10 @@ class Path:
     sigma: Schedule
     gamma: Schedule | None = None
 
-    def d_alpha(self, t):
-        return time_derivative(self.alpha, t)
-
-    def d_sigma(self, t):
-        return time_derivative(self.sigma, t)
-
-    def d_gamma(self, t):
-        return time_derivative(self.gamma, t)
-
 
 def linear_path(sigma_min: float = 0.0) -> Path:
     """Rectified flow / conditional OT: alpha = 1 - (1 - sigma_min) t, sigma = t (Lipman et al.)."""
-    return Path(
-        "linear",
-        alpha=lambda t: 1.0 - (1.0 - sigma_min) * t,
-        sigma=lambda t: t,
-    )
+    return Path("linear", alpha=lambda t: 1.0 - (1.0 - sigma_min) * t, sigma=lambda t: t)
 
 
 def cosine_path() -> Path:
@@ -79,32 +69,8 @@ def stochastic_interpolant(a: float = 1.0) -> Path:
 PATHS = {"linear": linear_path, "cosine": cosine_path, "stochastic": stochastic_interpolant}
 
 
-def expand(t: jax.Array, x: jax.Array) -> jax.Array:
-    """Broadcast per-example t of shape [B] against x of shape [B, ...]."""
-    t = jnp.asarray(t, jnp.float32)
-    return jnp.reshape(t, t.shape + (1,) * (x.ndim - t.ndim))
-
-
-def antithetic_times(key: jax.Array, batch: int) -> jax.Array:
-    """t_b = (u + b / B) mod 1 with one u ~ U(0, 1): stratified uniform times (VDM)."""
-    u = jax.random.uniform(key, ())
-    return jnp.mod(u + jnp.arange(batch, dtype=jnp.float32) / batch, 1.0)
-
-
-def logit_normal_times(key: jax.Array, batch: int, mean: float, std: float) -> jax.Array:
-    """t = sigmoid(mean + std n), n ~ N(0, 1) (SD3; MeanFlow uses mean=-0.4)."""
-    return jax.nn.sigmoid(mean + std * jax.random.normal(key, (batch,)))
-
-
-def drop_labels(key: jax.Array, label: jax.Array, rate: float) -> jax.Array:
-    """Replace each label by the null label -1 with probability `rate` (for CFG)."""
-    if rate == 0.0:
-        return label
-    return jnp.where(jax.random.bernoulli(key, rate, label.shape), -1, label)
-
-
 @dataclasses.dataclass(frozen=True)
-class FlowMatching:
+class FlowMatching(GaussianPath):
     """Flow-matching process: the network's natural prediction is the velocity dx_t/dt."""
 
     path: Path = dataclasses.field(default_factory=linear_path)
@@ -112,11 +78,17 @@ class FlowMatching:
     logit_mean: float = 0.0
     logit_std: float = 1.0
     label_dropout: float = 0.0
+    # SDE samplers start here: f_t and g_t^2 of the linear path diverge at t = 1 (MATH.md §2.4)
+    sde_t_max: float = 1.0 - 1e-3
+
+    t_min: float = 0.0
 
     # -- forward process -------------------------------------------------------------------
-    def prior(self, key: jax.Array, shape) -> jax.Array:
-        """x1 ~ N(0, I)."""
-        return jax.random.normal(key, shape)
+    def alpha(self, t):
+        return self.path.alpha(jnp.asarray(t, jnp.float32))
+
+    def sigma(self, t):
+        return self.path.sigma(jnp.asarray(t, jnp.float32))
 
     def interpolate(self, x0, x1, t, z=None):
         """x_t = alpha_t x0 + sigma_t x1 + gamma_t z (MATH.md §2.1)."""
@@ -129,15 +101,15 @@ class FlowMatching:
     def target_velocity(self, x0, x1, t, z=None):
         """u* = alpha'_t x0 + sigma'_t x1 + gamma'_t z; linear path: u* = x1 - x0 (MATH.md §2.1)."""
         tt = expand(t, x0)
-        u = self.path.d_alpha(tt) * x0 + self.path.d_sigma(tt) * x1
+        u = time_derivative(self.path.alpha, tt) * x0 + time_derivative(self.path.sigma, tt) * x1
         if self.path.gamma is not None:
-            u = u + self.path.d_gamma(tt) * z
+            u = u + time_derivative(self.path.gamma, tt) * z
         return u
 
     def corrupt(self, key, x0, t):
         """A sample of q(x_t | x0) under the independent coupling."""
         k1, kz = jax.random.split(key)
-        x1 = self.prior(k1, x0.shape)
+        x1 = jax.random.normal(k1, x0.shape)
         z = jax.random.normal(kz, x0.shape) if self.path.gamma is not None else None
         return self.interpolate(x0, x1, t, z)
 
@@ -155,70 +127,58 @@ class FlowMatching:
         x0 = batch["x"].astype(jnp.float32)
         k_t, k_x1, k_z, k_drop = jax.random.split(key, 4)
         t = self.sample_times(k_t, x0.shape[0])
-        x1 = self.prior(k_x1, x0.shape)
+        x1 = jax.random.normal(k_x1, x0.shape)
         z = jax.random.normal(k_z, x0.shape) if self.path.gamma is not None else None
         xt = self.interpolate(x0, x1, t, z)
-        label = batch.get("label")
-        cond = None if label is None else drop_labels(k_drop, label, self.label_dropout)
-        u = denoiser(xt, t, cond).astype(jnp.float32)
+        u = denoiser(xt, t, conditioning(k_drop, batch, self.label_dropout)).astype(jnp.float32)
         err = jnp.mean(jnp.square(u - self.target_velocity(x0, x1, t, z)).reshape(len(x0), -1), 1)
         return jnp.mean(err), {"loss": jnp.mean(err)}
 
-    # -- reverse move and conversions ------------------------------------------------------
+    # -- conversions (Gaussian source, gamma = 0; MATH.md §1.3, §2.3) ----------------------
     def velocity(self, pred, xt, t):
         """The flow velocity of the prediction (identity for flow models)."""
         del xt, t
         return pred
 
-    def posterior(self, key, xt, t, s, pred):
-        """One deterministic Euler move of dx/dt = u from t to s < t: x_s = x_t - (t - s) u."""
-        del key
-        return xt - expand(t - s, xt) * pred
-
-    def _gaussian_coefficients(self, xt, t):
+    def _coefficients(self, xt, t):
         if self.path.gamma is not None:
             raise ValueError(
                 f"velocity<->score conversion needs a Gaussian-source path with gamma = 0, "
                 f"got path {self.path.name!r} (MATH.md §2.3)"
             )
         tt = expand(t, xt)
-        return (
-            self.path.alpha(tt),
-            self.path.sigma(tt),
-            self.path.d_alpha(tt),
-            self.path.d_sigma(tt),
-        )
-
-    def drift_and_diffusion(self, xt, t):
-        """f_t = alpha'/alpha and g_t^2/2 = sigma sigma' - (alpha'/alpha) sigma^2 (MATH.md §2.3)."""
-        a, s, da, ds = self._gaussian_coefficients(xt, t)
-        f = da / a
-        return f, s * ds - f * s**2
+        return self.alpha(tt), self.sigma(tt), self.d_alpha(tt), self.d_sigma(tt)
 
     def x0_from_velocity(self, u, xt, t):
         """x_hat = (sigma' z - sigma u) / (alpha sigma' - sigma alpha') (MATH.md §1.3)."""
-        a, s, da, ds = self._gaussian_coefficients(xt, t)
+        a, s, da, ds = self._coefficients(xt, t)
         return (ds * xt - s * u) / (a * ds - s * da)
 
     def eps_from_velocity(self, u, xt, t):
         """eps_hat = (alpha u - alpha' z) / (alpha sigma' - sigma alpha') (MATH.md §1.3)."""
-        a, s, da, ds = self._gaussian_coefficients(xt, t)
+        a, s, da, ds = self._coefficients(xt, t)
         return (a * u - da * xt) / (a * ds - s * da)
 
+    def x0_eps(self, pred, xt, t):
+        return self.x0_from_velocity(pred, xt, t), self.eps_from_velocity(pred, xt, t)
+
+    def score(self, pred, xt, t):
+        """s_hat = -eps_hat / sigma with t clamped to [1e-4, 1 - 1e-4] (MATH.md §2.3)."""
+        self._coefficients(xt, t)
+        return super().score(pred, xt, jnp.clip(t, SCORE_T_CLAMP, 1.0 - SCORE_T_CLAMP))
+
     def score_from_velocity(self, u, xt, t):
-        """s_hat = (f_t x - u) / (g_t^2 / 2), with t clamped to [1e-4, 1 - 1e-4] (MATH.md §2.3)."""
-        t = jnp.clip(t, SCORE_T_CLAMP, 1.0 - SCORE_T_CLAMP)
-        f, half_g2 = self.drift_and_diffusion(xt, t)
-        return (f * xt - u) / half_g2
+        return self.score(u, xt, t)
 
     def velocity_from_score(self, score, xt, t):
         """u = f_t x - (g_t^2 / 2) s (MATH.md §1.3)."""
+        self._coefficients(xt, t)
         f, half_g2 = self.drift_and_diffusion(xt, t)
         return f * xt - half_g2 * score
 
     def velocity_from_x0(self, x0_hat, xt, t):
         """u = alpha' x_hat + sigma' eps_hat with eps_hat = (x - alpha x_hat) / sigma."""
-        a, s, da, ds = self._gaussian_coefficients(xt, t)
+        a, s, da, ds = self._coefficients(xt, t)
         return da * x0_hat + ds * (xt - a * x0_hat) / s
 
 

@@ -1,15 +1,28 @@
 """How samples are drawn: every sampler is
-`sampler(key, denoiser, process, shape, cond, grid) -> (samples, info)`."""
+`sampler(key, denoiser, process, shape, cond, grid) -> (samples, info)`.
+
+`get(family, name, eta)` gives the sampler and `grid(name, process, steps)` its time grid.
+"""
 
 from samplers import solvers
 
-# Samplers each model family supports, by the name `sample.py --sampler` takes.
-FLOW_SAMPLERS = {"euler": solvers.euler, "heun": solvers.heun, "adaptive": solvers.adaptive}
-SAMPLERS = {"flow": FLOW_SAMPLERS}
+# Samplers of the Gaussian families (flow matching and diffusion share all of them: flows
+# expose score and x0/eps through velocity conversions, diffusion exposes a velocity).
+GAUSSIAN_SAMPLERS = {
+    "euler": lambda eta: solvers.euler,
+    "heun": lambda eta: solvers.heun,
+    "heun_edm": lambda eta: solvers.heun_edm,
+    "ddpm": lambda eta: solvers.ddpm,
+    "ddim": lambda eta: solvers.ddim(0.0 if eta is None else eta),
+    "em": lambda eta: solvers.euler_maruyama(1.0 if eta is None else eta),
+    "adaptive": lambda eta: solvers.adaptive,
+}
+SAMPLERS = {"flow": GAUSSIAN_SAMPLERS, "diffusion": GAUSSIAN_SAMPLERS}
+TAKES_ETA = ("ddim", "em")
 
 
-def get(family: str, name: str):
-    """The sampler `name` of model family `family`, or a clear error listing the valid ones."""
+def check(family: str, name: str, eta=None) -> None:
+    """A clear error for a sampler (or an eta) the family does not support."""
     if family not in SAMPLERS:
         raise ValueError(f"no samplers for model family {family!r}; known: {sorted(SAMPLERS)}")
     if name not in SAMPLERS[family]:
@@ -17,4 +30,23 @@ def get(family: str, name: str):
             f"sampler {name!r} is not available for the {family!r} family; "
             f"expected one of {sorted(SAMPLERS[family])}"
         )
-    return SAMPLERS[family][name]
+    if eta is not None and (name not in TAKES_ETA or eta < 0):
+        raise ValueError(
+            f"eta={eta} is only meaningful (and must be >= 0) for the samplers "
+            f"{TAKES_ETA}, got sampler {name!r}"
+        )
+
+
+def get(family: str, name: str, eta=None):
+    """The sampler `name` of model family `family` (eta: noise scale of ddim / em)."""
+    check(family, name, eta)
+    return SAMPLERS[family][name](eta)
+
+
+def grid(name: str, process, steps: int):
+    """The time grid the sampler walks: EDM's rho grid for heun_edm; for em from the process's
+    sde_t_max; otherwise uniform from 1 to the process's t_min."""
+    if name == "heun_edm":
+        return solvers.edm_grid(process, steps)
+    t_max = getattr(process, "sde_t_max", 1.0) if name == "em" else 1.0
+    return solvers.uniform_grid(steps, t_max, process.t_min)

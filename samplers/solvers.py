@@ -1,20 +1,24 @@
-"""Time grids, the one `lax.scan` sampling loop, ODE steps, and the adaptive diffrax path.
+"""Time grids, the one `lax.scan` sampling loop, ODE/SDE steps, and the adaptive diffrax path.
 
-Every fixed-step sampler is `make_sampler(step)`: a step function
-`step(key, velocity, x, t, s) -> x_s` that moves x from t to s < t, plus its NFE per step.
-Samplers have the interface `sampler(key, denoiser, process, shape, cond, grid) -> (x, info)`.
+Every fixed-step sampler is `make_sampler(Step(move, nfe))`: a move
+`move(key, model, x, t, s) -> x_s` takes x from t to s < t, where `model` binds the denoiser to
+its process and condition (`Bound`). Samplers have the interface
+`sampler(key, denoiser, process, shape, cond, grid) -> (x, info)`.
+ODE steps need only `process.velocity`; the ancestral and SDE steps need a Gaussian path
+(`models.gaussian.GaussianPath`), which flow and diffusion processes both are.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import diffrax
 import jax
 import jax.numpy as jnp
 
-# -- time grids (walked from t = 1 down to t_min) ----------------------------------------------
+# -- time grids (walked from t_max down to t_min) ----------------------------------------------
 
 
 def uniform_grid(steps: int, t_max: float = 1.0, t_min: float = 0.0) -> jax.Array:
@@ -37,23 +41,33 @@ def rho_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0)
     return jnp.concatenate([inv**rho, jnp.zeros(1)])
 
 
-def rho_grid(
-    steps: int,
-    t_of_sigma: Callable,
-    sigma_min: float = 0.002,
-    sigma_max: float = 80.0,
-    rho: float = 7.0,
+def t_of_log_snr(log_snr: Callable, target, lo: float = 0.0, hi: float = 1.0, iters: int = 64):
+    """The t in [lo, hi] with lambda(t) = target, by bisection (lambda decreases in t)."""
+    target = jnp.asarray(target, jnp.float32)
+    a, b = jnp.full_like(target, lo), jnp.full_like(target, hi)
+
+    def body(_, ab):
+        a, b = ab
+        mid = 0.5 * (a + b)
+        later = log_snr(mid) > target  # lambda still too large: the answer lies later
+        return jnp.where(later, mid, a), jnp.where(later, b, mid)
+
+    a, b = jax.lax.fori_loop(0, iters, body, (a, b))
+    return 0.5 * (a + b)
+
+
+def edm_grid(
+    process, steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0
 ) -> jax.Array:
-    """The EDM rho grid mapped to process time by the schedule's inverse t(sigma~) (MATH.md §1.5d).
-
-    sigma~ = sigma_t / alpha_t; linear flow path: t = sigma~ / (1 + sigma~).
-    """
-    return t_of_sigma(rho_sigmas(steps, sigma_min, sigma_max, rho))
-
-
-def linear_path_t_of_sigma(sigma_tilde):
-    """t(sigma~) = sigma~ / (1 + sigma~) for alpha = 1 - t, sigma = t (MATH.md §1.2)."""
-    return sigma_tilde / (1.0 + sigma_tilde)
+    """The EDM rho grid in sigma~ = sigma_t / alpha_t = e^(-lambda/2), clamped to the process's
+    range and mapped to process time by t(sigma~) = lambda^-1(-2 log sigma~); the final sigma~ = 0
+    maps to t = 0 (MATH.md §1.5d)."""
+    t_min = process.t_min
+    lo = float(jnp.exp(-0.5 * process.log_snr(max(t_min, 1e-6))))
+    hi = float(jnp.exp(-0.5 * process.log_snr(1.0))) if process.log_snr(1.0) > -jnp.inf else 1e30
+    s = rho_sigmas(steps, max(sigma_min, lo), min(sigma_max, hi), rho)
+    t = t_of_log_snr(process.log_snr, -2.0 * jnp.log(s[:-1]), t_min, 1.0)
+    return jnp.concatenate([t, jnp.zeros(1)])
 
 
 def _check_steps(steps):
@@ -61,15 +75,40 @@ def _check_steps(steps):
         raise ValueError(f"number of sampling steps must be a positive integer, got {steps!r}")
 
 
+# -- the denoiser bound to its process --------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """The denoiser with its process and condition: predictions at (x, scalar t)."""
+
+    denoiser: Callable
+    process: object
+    cond: object = None
+
+    def pred(self, x, t):
+        return self.denoiser(x, jnp.full(x.shape[:1], t, jnp.float32), self.cond)
+
+    def velocity(self, x, t):
+        return self.process.velocity(self.pred(x, t), x, t)
+
+    def x0_eps(self, x, t):
+        return self.process.x0_eps(self.pred(x, t), x, t)
+
+    def score(self, x, t):
+        return self.process.score(self.pred(x, t), x, t)
+
+
 # -- the shared loop --------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    """One reverse move x_t -> x_s and the network evaluations it costs."""
+    """One reverse move x_t -> x_s and the network evaluations it costs (the last may differ)."""
 
-    move: Callable  # (key, velocity, x, t, s) -> x_s
+    move: Callable  # (key, model, x, t, s) -> x_s
     nfe: int
+    nfe_last: int | None = None
 
 
 def scan_grid(move: Callable, key: jax.Array, x: jax.Array, grid: jax.Array):
@@ -84,50 +123,99 @@ def scan_grid(move: Callable, key: jax.Array, x: jax.Array, grid: jax.Array):
     return x
 
 
-def velocity_field(denoiser, process, cond):
-    """(x, t) -> the process's flow velocity at scalar time t, from the denoiser's prediction."""
-
-    def velocity(x, t):
-        tb = jnp.full(x.shape[:1], t, jnp.float32)
-        return process.velocity(denoiser(x, tb, cond), x, tb)
-
-    return velocity
-
-
 def make_sampler(step: Step):
-    """A fixed-step sampler from a step: prior at grid[0], then the shared scan over the grid."""
+    """A fixed-step sampler: x ~ prior at grid[0], then the shared scan over the grid."""
 
     def sampler(key, denoiser, process, shape, cond, grid):
         k_prior, k_loop = jax.random.split(key)
-        x = process.prior(k_prior, shape)
-        velocity = velocity_field(denoiser, process, cond)
-        move = lambda k, x, t, s: step.move(k, velocity, x, t, s)
-        x = scan_grid(move, k_loop, x, grid)
-        return x, {"nfe": step.nfe * (grid.shape[0] - 1)}
+        x = process.prior(k_prior, shape, grid[0])
+        model = Bound(denoiser, process, cond)
+        x = scan_grid(lambda k, x, t, s: step.move(k, model, x, t, s), k_loop, x, grid)
+        last = step.nfe if step.nfe_last is None else step.nfe_last
+        return x, {"nfe": step.nfe * (grid.shape[0] - 2) + last}
 
     return sampler
 
 
-# -- ODE steps --------------------------------------------------------------------------------
+# -- ODE steps (MATH.md §2.4) -----------------------------------------------------------------
 
 
-def euler_move(key, velocity, x, t, s):
-    """x_s = x_t - (t - s) u(x_t, t) (MATH.md §2.4)."""
+def euler_move(key, model, x, t, s):
+    """x_s = x_t - (t - s) u(x_t, t)."""
     del key
-    return x - (t - s) * velocity(x, t)
+    return x - (t - s) * model.velocity(x, t)
 
 
-def heun_move(key, velocity, x, t, s):
-    """x' = x_t - h u(x_t, t); x_s = x_t - h/2 [u(x_t, t) + u(x', s)] (MATH.md §2.4)."""
+def heun_move(key, model, x, t, s):
+    """x' = x_t - h u(x_t, t); x_s = x_t - h/2 [u(x_t, t) + u(x', s)]."""
     del key
     h = t - s
-    u = velocity(x, t)
-    x_pred = x - h * u
-    return x - 0.5 * h * (u + velocity(x_pred, s))
+    u = model.velocity(x, t)
+    return x - 0.5 * h * (u + model.velocity(x - h * u, s))
+
+
+def heun_edm_move(key, model, x, t, s):
+    """Heun on dx~/dsigma~ = (x~ - D) / sigma~ = eps_hat in x~ = z / alpha; Euler on the final
+    step to sigma~ = 0 (Karras et al.; MATH.md §1.5d)."""
+    del key
+    p = model.process
+    sig_t = jnp.exp(-0.5 * p.log_snr(t))
+    sig_s = jnp.exp(-0.5 * p.log_snr(s))
+    xt = x / p.alpha(t)
+    d = model.x0_eps(x, t)[1]
+    x_euler = xt + (sig_s - sig_t) * d
+
+    def corrector(_):
+        d2 = model.x0_eps(p.alpha(s) * x_euler, s)[1]
+        return xt + (sig_s - sig_t) * 0.5 * (d + d2)
+
+    return p.alpha(s) * jax.lax.cond(s > 0, corrector, lambda _: x_euler, None)
+
+
+# -- ancestral and stochastic steps (MATH.md §1.5a-c) ------------------------------------------
+
+
+def ddpm_move(key, model, x, t, s):
+    """z_s ~ q(z_s | z_t, x_hat(z_t, t)) (Ho et al.)."""
+    x0, _ = model.x0_eps(x, t)
+    mean, var = model.process.posterior_mean_var(x, x0, t, s)
+    return mean + jnp.sqrt(var) * jax.random.normal(key, x.shape)
+
+
+def ddim_move(key, model, x, t, s, eta: float = 0.0):
+    """z_s = alpha_s x_hat + sqrt(sigma_s^2 - c^2) eps_hat + c xi, c = eta sigma_post (DDIM)."""
+    p = model.process
+    x0, eps = model.x0_eps(x, t)
+    _, var = p.posterior_mean_var(x, x0, t, s)
+    c2 = eta**2 * var
+    z = p.alpha(s) * x0 + jnp.sqrt(jnp.maximum(p.sigma(s) ** 2 - c2, 0.0)) * eps
+    return z + jnp.sqrt(c2) * jax.random.normal(key, x.shape) if eta else z
+
+
+def em_move(key, model, x, t, s, eta: float = 1.0):
+    """z_s = z_t - h [f z - (1 + eta^2)/2 g^2 s_hat] + eta g sqrt(h) xi (reverse SDE family)."""
+    h = t - s
+    f, half_g2 = model.process.drift_and_diffusion(x, t)
+    z = x - h * (f * x - (1.0 + eta**2) * half_g2 * model.score(x, t))
+    if eta:
+        z = z + eta * jnp.sqrt(2.0 * half_g2 * h) * jax.random.normal(key, x.shape)
+    return z
 
 
 euler = make_sampler(Step(euler_move, nfe=1))
 heun = make_sampler(Step(heun_move, nfe=2))
+heun_edm = make_sampler(Step(heun_edm_move, nfe=2, nfe_last=1))
+ddpm = make_sampler(Step(ddpm_move, nfe=1))
+
+
+def ddim(eta: float = 0.0):
+    """DDIM(eta): eta = 0 deterministic, eta = 1 equal in law to DDPM."""
+    return make_sampler(Step(functools.partial(ddim_move, eta=eta), nfe=1))
+
+
+def euler_maruyama(eta: float = 1.0):
+    """Euler-Maruyama on the reverse SDE with noise scale eta (eta = 0: probability-flow ODE)."""
+    return make_sampler(Step(functools.partial(em_move, eta=eta), nfe=1))
 
 
 # -- adaptive ODE through diffrax -------------------------------------------------------------
@@ -186,10 +274,10 @@ def adaptive(
 ):
     """Adaptive probability-flow ODE from grid[0] to grid[-1] (MATH.md §1.5e)."""
     k_prior, _ = jax.random.split(key)  # the same x1 as the fixed-step samplers for this key
-    x1 = process.prior(k_prior, shape)
-    velocity = velocity_field(denoiser, process, cond)
+    x1 = process.prior(k_prior, shape, grid[0])
+    model = Bound(denoiser, process, cond)
     x, nfe = solve_ode(
-        lambda t, x, args: velocity(x, t),
+        lambda t, x, args: model.velocity(x, t),
         x1,
         grid[0],
         grid[-1],

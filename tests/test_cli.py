@@ -56,14 +56,14 @@ def test_train_then_sample(tmp_path):
     assert json.load(open(work / "samples" / "metrics.json"))["nfe"] == 20
 
     bad = subprocess.run(
-        [sys.executable, "sample.py", f"--workdir={work}", "--sampler=ddim"],
+        [sys.executable, "sample.py", f"--workdir={work}", "--sampler=first_hitting"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert bad.returncode != 0
-    assert "sampler 'ddim' is not available for the 'flow' family" in bad.stderr
+    assert "sampler 'first_hitting' is not available for the 'flow' family" in bad.stderr
 
     run = load_run(str(work), step=50)
     assert run.step == 50 and run.config.name == "flow_checkerboard"

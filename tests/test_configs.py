@@ -81,8 +81,10 @@ def test_intervals_must_be_multiples_of_steps_per_call():
 
 def test_sampler_the_family_lacks():
     c = tiny_config()
-    c.eval.sampler = "ddpm"
-    with pytest.raises(ValueError, match="sampler 'ddpm' is not available for the 'flow' family"):
+    c.eval.sampler = "first_hitting"
+    with pytest.raises(
+        ValueError, match="sampler 'first_hitting' is not available for the 'flow' family"
+    ):
         config_checks.check(c, device_count=1)
 
 

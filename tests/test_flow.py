@@ -7,7 +7,7 @@ import pytest
 
 from data import toy
 from metrics import oracles
-from models import flow
+from models import common, flow
 
 PATHS = {"linear": flow.linear_path(), "cosine": flow.cosine_path()}
 
@@ -85,13 +85,13 @@ def test_minimiser_identity():
 
 def test_label_dropout_rate():
     label = jnp.zeros(100_000, jnp.int32)
-    dropped = flow.drop_labels(jax.random.key(0), label, 0.1)
+    dropped = common.drop_labels(jax.random.key(0), label, 0.1)
     assert abs(float(jnp.mean(dropped == -1)) - 0.1) < 0.005
     assert set(np.unique(dropped)) <= {-1, 0}
 
 
 def test_antithetic_times_cover_unit_interval():
-    t = np.sort(np.asarray(flow.antithetic_times(jax.random.key(0), 64)))
+    t = np.sort(np.asarray(common.antithetic_times(jax.random.key(0), 64)))
     assert t.min() >= 0 and t.max() < 1
     np.testing.assert_allclose(np.diff(t), 1 / 64, atol=1e-5)
 

@@ -83,9 +83,9 @@ def pathwise_error(move, steps):
     """max |x_0 - Phi_{1->0}(x_1)| over 11 starting points in [-2.5, 2.5] (MATH.md F3)."""
     x1 = np.linspace(-2.5, 2.5, 11)[:, None].astype(np.float32)
     exact = oracles.flow_map_1d(GMM1, PATH, x1[:, 0], 1.0, 0.0)
-    velocity = solvers.velocity_field(oracles.velocity_denoiser(GMM1, PATH), PROCESS, None)
+    model = solvers.Bound(oracles.velocity_denoiser(GMM1, PATH), PROCESS)
     x0 = solvers.scan_grid(
-        lambda k, x, t, s: move(k, velocity, x, t, s),
+        lambda k, x, t, s: move(k, model, x, t, s),
         jax.random.key(0),
         jnp.asarray(x1),
         solvers.uniform_grid(steps),
@@ -105,9 +105,9 @@ def test_heun_is_second_order_and_euler_first_order():
 def test_adaptive_matches_exact_flow_map():
     x1 = np.linspace(-2.5, 2.5, 11)[:, None].astype(np.float32)
     exact = oracles.flow_map_1d(GMM1, PATH, x1[:, 0], 1.0, 0.0)
-    velocity = solvers.velocity_field(oracles.velocity_denoiser(GMM1, PATH), PROCESS, None)
+    model = solvers.Bound(oracles.velocity_denoiser(GMM1, PATH), PROCESS)
     x0, nfe = solvers.solve_ode(
-        lambda t, x, a: velocity(x, t), jnp.asarray(x1), 1.0, 0.0, rtol=1e-6, atol=1e-6
+        lambda t, x, a: model.velocity(x, t), jnp.asarray(x1), 1.0, 0.0, rtol=1e-6, atol=1e-6
     )
     assert np.max(np.abs(np.asarray(x0)[:, 0] - exact)) < 1e-4
     assert int(nfe) > 0

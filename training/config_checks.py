@@ -40,7 +40,7 @@ def check(config, device_count: int) -> None:
             f"config.process.label_dropout={config.process.label_dropout} must lie in [0, 1)"
         )
     try:
-        samplers.get(config.process.family, config.eval.sampler)
+        samplers.check(config.process.family, config.eval.sampler)
     except ValueError as e:
         errors.append(f"config.eval.sampler: {e}")
     if errors:

@@ -15,7 +15,6 @@ import metrics
 import models
 import samplers
 from models import nets
-from samplers import solvers
 from training import checkpoint, plots
 
 
@@ -46,20 +45,23 @@ def build(config) -> Components:
     return Components(config, dataset, graphdef, params, models.build_process(config), num_classes)
 
 
-def grid_for(sampler_name: str, steps: int):
-    """The time grid a sampler walks: uniform in t from 1 to 0."""
-    del sampler_name
-    return solvers.uniform_grid(steps)
-
-
-def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed: int, labels=None):
+def draw(
+    comp: Components,
+    params,
+    sampler_name: str,
+    steps: int,
+    num: int,
+    seed: int,
+    labels=None,
+    eta=None,
+):
     """`num` samples from `params` with the named sampler; labels cycle over the classes."""
-    sampler = samplers.get(comp.config.process.family, sampler_name)
+    sampler = samplers.get(comp.config.process.family, sampler_name, eta)
     if comp.num_classes and labels is None:
         labels = np.arange(num) % comp.num_classes
     cond = None if labels is None else jnp.asarray(labels, jnp.int32)
     shape = (num, *comp.dataset.shape)
-    grid = grid_for(sampler_name, steps)
+    grid = samplers.grid(sampler_name, comp.process, steps)
 
     @jax.jit
     def run(key, params, cond):
@@ -111,8 +113,8 @@ class Run:
     def process(self):
         return self.components.process
 
-    def sample(self, sampler="heun", steps=50, num=1000, seed=0, labels=None):
-        return draw(self.components, self.params, sampler, steps, num, seed, labels)
+    def sample(self, sampler="heun", steps=50, num=1000, seed=0, labels=None, eta=None):
+        return draw(self.components, self.params, sampler, steps, num, seed, labels, eta)
 
 
 def load_state(workdir: str, step: int | None = None):

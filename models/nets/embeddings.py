@@ -32,7 +32,7 @@ class TimeEmbedding(nnx.Module):
 class LabelEmbedding(nnx.Module):
     """Class label -> vector; row `num_classes` is the null class used for label dropout / CFG.
 
-    A label of -1 (the null label, models.flow.drop_labels) selects the null row.
+    A label of -1 (the null label, models.common.drop_labels) selects the null row.
     """
 
     def __init__(self, num_classes: int, dim: int, *, dtype, rngs: nnx.Rngs):

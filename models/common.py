@@ -1,0 +1,42 @@
+"""Small helpers every process uses: broadcasting t, time derivatives, time sampling, labels."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def expand(t: jax.Array, x: jax.Array) -> jax.Array:
+    """Broadcast per-example t of shape [B] (or a scalar) against x of shape [B, ...]."""
+    t = jnp.asarray(t, jnp.float32)
+    return jnp.reshape(t, t.shape + (1,) * (x.ndim - t.ndim))
+
+
+def time_derivative(fn, t: jax.Array) -> jax.Array:
+    """d fn / dt, elementwise, by forward-mode autodiff."""
+    t = jnp.asarray(t, jnp.float32)
+    return jax.jvp(fn, (t,), (jnp.ones_like(t),))[1]
+
+
+def antithetic_times(key: jax.Array, batch: int) -> jax.Array:
+    """t_b = (u + b / B) mod 1 with one u ~ U(0, 1): stratified uniform times (VDM)."""
+    u = jax.random.uniform(key, ())
+    return jnp.mod(u + jnp.arange(batch, dtype=jnp.float32) / batch, 1.0)
+
+
+def logit_normal_times(key: jax.Array, batch: int, mean: float, std: float) -> jax.Array:
+    """t = sigmoid(mean + std n), n ~ N(0, 1) (SD3; MeanFlow uses mean=-0.4)."""
+    return jax.nn.sigmoid(mean + std * jax.random.normal(key, (batch,)))
+
+
+def drop_labels(key: jax.Array, label: jax.Array, rate: float) -> jax.Array:
+    """Replace each label by the null label -1 with probability `rate` (for CFG)."""
+    if rate == 0.0:
+        return label
+    return jnp.where(jax.random.bernoulli(key, rate, label.shape), -1, label)
+
+
+def conditioning(key, batch: dict, rate: float):
+    """The batch's labels after label dropout, or None for unlabelled batches."""
+    label = batch.get("label")
+    return None if label is None else drop_labels(key, label, rate)

@@ -1,0 +1,203 @@
+"""Continuous-time Gaussian (variance-preserving) diffusion (MATH.md §1).
+
+z_t = alpha_t x + sigma_t eps with alpha_t^2 = sigmoid(lambda_t), sigma_t^2 = sigmoid(-lambda_t);
+every schedule is a log-SNR function lambda(t), decreasing from lambda(t_min) to lambda(1).
+Sources: Ho et al. (DDPM); Song et al. (score SDE); Kingma et al. (VDM); Salimans & Ho (v).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from models.common import antithetic_times, conditioning, expand, time_derivative
+from models.gaussian import GaussianPath
+
+# -- schedules --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A VP schedule given by its log-SNR lambda(t) = log(alpha_t^2 / sigma_t^2)."""
+
+    name: str
+    log_snr: Callable[[jax.Array], jax.Array]
+    t_min: float = 0.0
+
+
+def linear_beta(beta_0: float = 0.1, beta_1: float = 20.0, t_min: float = 1e-5) -> Schedule:
+    """VP-linear: B(t) = t^2 (b1 - b0) / 2 + t b0, lambda = -log expm1(B) (Song et al.)."""
+
+    def log_snr(t):
+        b = 0.5 * t**2 * (beta_1 - beta_0) + t * beta_0
+        return -jnp.log(jnp.expm1(b))
+
+    return Schedule("linear", log_snr, t_min)
+
+
+def cosine(lambda_min: float = -15.0, lambda_max: float = 15.0) -> Schedule:
+    """VP-cosine: lambda = -2 log tan(a t + b), b = atan(e^(-lmax/2)), a = atan(e^(-lmin/2)) - b."""
+    b = math.atan(math.exp(-lambda_max / 2))
+    a = math.atan(math.exp(-lambda_min / 2)) - b
+    return Schedule("cosine", lambda t: -2.0 * jnp.log(jnp.tan(a * t + b)), 0.0)
+
+
+def log_snr_schedule(fn: Callable, t_min: float = 0.0, name: str = "custom") -> Schedule:
+    """Any decreasing log-SNR function of t in [t_min, 1]."""
+    return Schedule(name, fn, t_min)
+
+
+SCHEDULES = {"linear": linear_beta, "cosine": cosine}
+
+
+def alpha_sigma(log_snr: jax.Array):
+    """alpha = sqrt(sigmoid(lambda)), sigma = sqrt(sigmoid(-lambda)) (MATH.md §1.8)."""
+    return jnp.sqrt(jax.nn.sigmoid(log_snr)), jnp.sqrt(jax.nn.sigmoid(-log_snr))
+
+
+# -- the process ------------------------------------------------------------------------------
+
+PARAMETERIZATIONS = ("eps", "x0", "v")
+LOSSES = ("simple", "v", "elbo")
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianDiffusion(GaussianPath):
+    """VP diffusion; the network predicts eps, x0 or v (config.process.parameterization)."""
+
+    schedule: Schedule = dataclasses.field(default_factory=cosine)
+    parameterization: str = "eps"
+    loss_type: str = "simple"
+    label_dropout: float = 0.0
+    sde_t_max: float = 1.0
+
+    def __post_init__(self):
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(
+                f"parameterization must be one of {PARAMETERIZATIONS}, "
+                f"got {self.parameterization!r}"
+            )
+        if self.loss_type not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss_type!r}")
+
+    # -- path quantities ----------------------------------------------------------------------
+    @property
+    def t_min(self) -> float:
+        return self.schedule.t_min
+
+    def log_snr(self, t):
+        return self.schedule.log_snr(jnp.asarray(t, jnp.float32))
+
+    def alpha(self, t):
+        return alpha_sigma(self.log_snr(t))[0]
+
+    def sigma(self, t):
+        return alpha_sigma(self.log_snr(t))[1]
+
+    def d_log_snr(self, t):
+        return time_derivative(self.schedule.log_snr, t)
+
+    def corrupt(self, key, x0, t, eps=None):
+        """A sample of q(z_t | x) = N(alpha_t x, sigma_t^2 I)."""
+        eps = jax.random.normal(key, x0.shape) if eps is None else eps
+        a, s = alpha_sigma(self.log_snr(expand(t, x0)))
+        return a * x0 + s * eps
+
+    # -- parameterizations (MATH.md §1.3) -----------------------------------------------------
+    def x0_eps(self, pred, xt, t):
+        """(x_hat, eps_hat) from the network output, for each parameterization."""
+        a, s = alpha_sigma(self.log_snr(expand(t, xt)))
+        if self.parameterization == "eps":
+            return (xt - s * pred) / a, pred
+        if self.parameterization == "x0":
+            return pred, (xt - a * pred) / s
+        return a * xt - s * pred, s * xt + a * pred  # v
+
+    def velocity(self, pred, xt, t):
+        """u = alpha' x_hat + sigma' eps_hat = f z - g^2/2 s (MATH.md §1.3)."""
+        x0, eps = self.x0_eps(pred, xt, t)
+        tt = expand(t, xt)
+        a, s = alpha_sigma(self.log_snr(tt))
+        dl = self.d_log_snr(tt)
+        # d alpha / dt = alpha sigma^2 lambda' / 2, d sigma / dt = -sigma alpha^2 lambda' / 2
+        return 0.5 * dl * (a * s**2 * x0 - s * a**2 * eps)
+
+    def pred_from_x0_eps(self, x0, eps, xt, t):
+        """The network output that corresponds to (x0, eps), for tests and targets."""
+        a, s = alpha_sigma(self.log_snr(expand(t, xt)))
+        return {"eps": eps, "x0": x0, "v": a * eps - s * x0}[self.parameterization]
+
+    # -- training -----------------------------------------------------------------------------
+    def sample_times(self, key, batch):
+        """Antithetic uniform t on [t_min, 1] (VDM)."""
+        return self.t_min + (1.0 - self.t_min) * antithetic_times(key, batch)
+
+    def loss(self, denoiser, key, batch):
+        """simple: E|eps - eps_hat|^2 / d; v: E|v - v_hat|^2 / d; elbo: the VDM NELBO in bits/dim
+        (MATH.md §1.4)."""
+        x0 = batch["x"].astype(jnp.float32)
+        k_t, k_eps, k_drop = jax.random.split(key, 3)
+        t = self.sample_times(k_t, x0.shape[0])
+        eps = jax.random.normal(k_eps, x0.shape)
+        zt = self.corrupt(None, x0, t, eps)
+        pred = denoiser(zt, t, conditioning(k_drop, batch, self.label_dropout)).astype(jnp.float32)
+        _, eps_hat = self.x0_eps(pred, zt, t)
+        sq = jnp.sum(jnp.square(eps - eps_hat).reshape(len(x0), -1), axis=1)
+        d = x0[0].size
+        lam = self.log_snr(t)
+        if self.loss_type == "simple":
+            per_example = sq / d
+        elif self.loss_type == "v":
+            per_example = (1.0 + jnp.exp(-lam)) * sq / d
+        else:
+            diffusion = 0.5 * (1.0 - self.t_min) * (-self.d_log_snr(t)) * sq
+            nelbo = self.prior_kl(x0) + self.reconstruction(d) + diffusion
+            per_example = nelbo / (d * math.log(2))
+        loss = jnp.mean(per_example)
+        return loss, {"loss": loss}
+
+    # -- likelihood bound ---------------------------------------------------------------------
+    def prior_kl(self, x0):
+        """KL(N(alpha_1 x, sigma_1^2) || N(0, I)) summed over coordinates."""
+        a1, s1 = alpha_sigma(self.log_snr(1.0))
+        x = x0.reshape(len(x0), -1)
+        return 0.5 * jnp.sum(a1**2 * x**2 + s1**2 - 1.0 - jnp.log(s1**2), axis=1)
+
+    def reconstruction(self, d: int):
+        """E -log N(x; z_0 / alpha_0, (sigma_0 / alpha_0)^2) = d/2 log(2 pi e e^(-lambda_0))."""
+        return 0.5 * d * (jnp.log(2 * jnp.pi * jnp.e) - self.log_snr(self.t_min))
+
+    def nelbo(self, denoiser, key, x0, cond=None, num_t: int = 1):
+        """Per-example continuous-time NELBO in nats, with num_t antithetic time draws
+        (VDM: prior + reconstruction + L_inf)."""
+        d = x0[0].size
+        keys = jax.random.split(key, num_t)
+
+        def diffusion_term(k):
+            k_t, k_eps = jax.random.split(k)
+            t = self.sample_times(k_t, x0.shape[0])
+            eps = jax.random.normal(k_eps, x0.shape)
+            zt = self.corrupt(None, x0, t, eps)
+            _, eps_hat = self.x0_eps(denoiser(zt, t, cond).astype(jnp.float32), zt, t)
+            sq = jnp.sum(jnp.square(eps - eps_hat).reshape(len(x0), -1), axis=1)
+            return 0.5 * (1.0 - self.t_min) * (-self.d_log_snr(t)) * sq
+
+        diffusion = jnp.mean(jax.lax.map(diffusion_term, keys), axis=0)
+        return self.prior_kl(x0) + self.reconstruction(d) + diffusion
+
+
+def build_process(config) -> GaussianDiffusion:
+    pc = config.process
+    if pc.schedule == "linear":
+        schedule = linear_beta(pc.beta_0, pc.beta_1, pc.t_min)
+    elif pc.schedule == "cosine":
+        schedule = cosine(pc.lambda_min, pc.lambda_max)
+    else:
+        raise ValueError(
+            f"config.process.schedule must be 'linear' or 'cosine', got {pc.schedule!r}"
+        )
+    return GaussianDiffusion(schedule, pc.parameterization, pc.loss, pc.label_dropout)
