@@ -120,7 +120,8 @@ def test_grids():
     assert s.shape == (19,) and float(s[-1]) == 0.0
     np.testing.assert_allclose([s[0], s[-2]], [80.0, 0.002], rtol=1e-4)
     assert np.all(np.diff(np.asarray(s)) < 0)
-    t = solvers.rho_grid(18, solvers.linear_path_t_of_sigma)
+    t = solvers.edm_grid(PROCESS, 18)
+    np.testing.assert_allclose(t[0], 80 / 81, rtol=1e-5)  # linear path: t = s~ / (1 + s~)
     assert np.all(np.diff(np.asarray(t)) < 0) and float(t[-1]) == 0.0
     sh = solvers.shifted_grid(10, 3.0)
     assert float(sh[0]) == pytest.approx(1.0) and float(sh[-1]) == 0.0
