@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -40,3 +42,18 @@ def conditioning(key, batch: dict, rate: float):
     """The batch's labels after label dropout, or None for unlabelled batches."""
     label = batch.get("label")
     return None if label is None else drop_labels(key, label, rate)
+
+
+def t_of_log_snr(log_snr: Callable, target, lo: float = 0.0, hi: float = 1.0, iters: int = 64):
+    """The t in [lo, hi] with lambda(t) = target, by bisection (lambda decreases in t)."""
+    target = jnp.asarray(target, jnp.float32)
+    a, b = jnp.full_like(target, lo), jnp.full_like(target, hi)
+
+    def body(_, ab):
+        a, b = ab
+        mid = 0.5 * (a + b)
+        later = log_snr(mid) > target  # lambda still too large: the answer lies later
+        return jnp.where(later, mid, a), jnp.where(later, b, mid)
+
+    a, b = jax.lax.fori_loop(0, iters, body, (a, b))
+    return 0.5 * (a + b)

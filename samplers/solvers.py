@@ -18,6 +18,8 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
+from models.common import t_of_log_snr
+
 # -- time grids (walked from t_max down to t_min) ----------------------------------------------
 
 
@@ -39,21 +41,6 @@ def rho_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0)
     i = jnp.arange(steps, dtype=jnp.float32) / max(steps - 1, 1)
     inv = sigma_max ** (1 / rho) + i * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))
     return jnp.concatenate([inv**rho, jnp.zeros(1)])
-
-
-def t_of_log_snr(log_snr: Callable, target, lo: float = 0.0, hi: float = 1.0, iters: int = 64):
-    """The t in [lo, hi] with lambda(t) = target, by bisection (lambda decreases in t)."""
-    target = jnp.asarray(target, jnp.float32)
-    a, b = jnp.full_like(target, lo), jnp.full_like(target, hi)
-
-    def body(_, ab):
-        a, b = ab
-        mid = 0.5 * (a + b)
-        later = log_snr(mid) > target  # lambda still too large: the answer lies later
-        return jnp.where(later, mid, a), jnp.where(later, b, mid)
-
-    a, b = jax.lax.fori_loop(0, iters, body, (a, b))
-    return 0.5 * (a + b)
 
 
 def edm_grid(

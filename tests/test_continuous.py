@@ -16,7 +16,11 @@ from models import common, continuous, flow
 from samplers import solvers
 from tests.test_solvers_oracle import ks_statistic, mode_weights
 
-SCHEDULES = {"linear": continuous.linear_beta(), "cosine": continuous.cosine()}
+SCHEDULES = {
+    "linear": continuous.linear_beta(),
+    "cosine": continuous.cosine(),
+    "vdm": continuous.log_snr_schedule(lambda t: 13.3 - 18.3 * t),  # VDM's fixed linear log-SNR
+}
 GMM1 = toy.standard_mixture_1d()
 N = 20_000
 
@@ -53,7 +57,7 @@ def test_edm_inverse_round_trips(name):
     p = process(name)
     t = jnp.linspace(max(p.t_min, 1e-3), 1.0, 40)
     sig = jnp.exp(-0.5 * p.log_snr(t))
-    back = solvers.t_of_log_snr(p.log_snr, -2 * jnp.log(sig), p.t_min, 1.0)
+    back = common.t_of_log_snr(p.log_snr, -2 * jnp.log(sig), p.t_min, 1.0)
     np.testing.assert_allclose(back, t, atol=2e-5)
     g = solvers.edm_grid(p, 18)
     assert g.shape == (19,) and float(g[-1]) == 0.0 and np.all(np.diff(np.asarray(g)) < 0)
@@ -63,7 +67,7 @@ def test_edm_inverse_round_trips(name):
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "vdm"])
 @pytest.mark.parametrize("param", ["eps", "x0", "v"])
 def test_conversions_round_trip(seed, schedule, param):
     """eps <-> x0 <-> v <-> score <-> velocity from exact (x, eps), t in [t_min, 0.99]."""

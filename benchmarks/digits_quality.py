@@ -1,6 +1,7 @@
 """Sample quality of a trained digits run: Frechet distance vs sampler and step count.
 
-python benchmarks/flow_digits_quality.py --workdir runs/flow_digits [--num_samples 800]
+python benchmarks/digits_quality.py --workdir runs/flow_digits [--num_samples 800]
+    [--settings euler:10,heun:20]
 
 Loads the run's EMA parameters, draws samples with each sampler at several step counts, and
 records the Frechet distance (digit-classifier features) next to the data-vs-data value, the NFE
@@ -38,17 +39,12 @@ def nearest_distance(x, pool):
     return float(np.sqrt(np.clip(d2.min(1), 0, None)).mean())
 
 
-SETTINGS = [
-    ("euler", 5),
-    ("euler", 10),
-    ("euler", 20),
-    ("euler", 50),
-    ("heun", 5),
-    ("heun", 10),
-    ("heun", 20),
-    ("heun", 50),
-    ("adaptive", 1),
-]
+SETTINGS = {
+    "flow": "euler:5,euler:10,euler:20,euler:50,heun:5,heun:10,heun:20,heun:50,adaptive:1",
+    "diffusion": "ddpm:20,ddpm:50,ddpm:100,ddpm:250,ddim:5,ddim:10,ddim:20,ddim:50,ddim:100,"
+    "em:50,em:100,em:250,heun_edm:5,heun_edm:10,heun_edm:18,heun_edm:32,adaptive:1",
+}
+_SETTINGS = flags.DEFINE_string("settings", None, "sampler:steps,... (default: per family)")
 
 
 def main(argv):
@@ -75,7 +71,9 @@ def main(argv):
     held_out = data.digits(0, "test").x
     train_x = comp.dataset.x
     rows, grids = [], []
-    for sampler, steps in SETTINGS:
+    spec = _SETTINGS.value or SETTINGS[run.config.process.family]
+    settings = [(name, int(steps)) for name, steps in (p.split(":") for p in spec.split(","))]
+    for sampler, steps in settings:
         t0 = time.perf_counter()
         x, info = draw(comp, run.params, sampler, steps, n, seed=1, labels=labels)
         wall = time.perf_counter() - t0
