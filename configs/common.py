@@ -52,6 +52,7 @@ def base(name: str) -> ml_collections.ConfigDict:
     c.data.split = "train"
     c.data.path = ""
     c.data.num_classes = 0  # user files: 0 infers max(label) + 1
+    c.data.dequantize = 0.0  # bin width of uniform dequantisation noise (digits: 1/8); 0 = off
 
     c.model = ml_collections.ConfigDict()
     c.model.net = "mlp"

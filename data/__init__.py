@@ -59,10 +59,25 @@ class ArrayDataset:
     seed: int
     kind: str
     num_classes: int = 0
+    dequantize: float = 0.0  # bin width of uniform dequantisation noise (0: off)
 
     @property
     def shape(self):
         return self.x.shape[1:]
+
+    @functools.cached_property
+    def _noise(self):
+        def noise(key, rows):
+            draw = lambda r: jax.random.uniform(jax.random.fold_in(key, r), self.x.shape[1:])
+            return jax.vmap(draw)(rows) - 0.5
+
+        return jax.jit(noise)
+
+    def dequantization_noise(self, step: int, start: int, size: int) -> np.ndarray:
+        """bin_width (u - 1/2), u ~ U(0, 1), keyed by (seed, step, global row)."""
+        key = jax.random.fold_in(jax.random.key(self.seed + 2_000_003), step)
+        rows = jnp.arange(start, start + size, dtype=jnp.uint32)
+        return self.dequantize * np.asarray(self._noise(key, rows))
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 -- a few epochs' permutations per data set
     def permutation(self, epoch: int) -> np.ndarray:
@@ -76,6 +91,8 @@ class ArrayDataset:
     def batch(self, step: int, start: int, size: int, global_batch: int | None = None) -> dict:
         idx = self.indices(step, start, size, global_batch or size)
         out = {"x": self.x[idx]}
+        if self.dequantize:
+            out["x"] = out["x"] + self.dequantization_noise(step, start, size)
         if self.label is not None:
             out["label"] = self.label[idx]
         return out
@@ -135,7 +152,8 @@ def build(data_config):
     if name in toy.GENERATORS:
         return GeneratedDataset(name, toy.GENERATORS[name], seed, (2,))
     if name == "digits":
-        return digits(seed, data_config.get("split", "train"))
+        d = digits(seed, data_config.get("split", "train"))
+        return dataclasses.replace(d, dequantize=data_config.get("dequantize", 0.0))
     if name == "npz":
         x, label = files.load_npz(data_config.path)
         return from_arrays(data_config.path, x, label, seed, data_config.get("num_classes", 0))

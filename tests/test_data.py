@@ -11,7 +11,14 @@ from data import files
 def cfg(**kw):
     import ml_collections
 
-    base = {"name": "checkerboard", "seed": 0, "split": "train", "path": "", "num_classes": 0}
+    base = {
+        "name": "checkerboard",
+        "seed": 0,
+        "split": "train",
+        "path": "",
+        "num_classes": 0,
+        "dequantize": 0.0,
+    }
     return ml_collections.ConfigDict({**base, **kw})
 
 
@@ -114,3 +121,15 @@ def test_image_folder(tmp_path):
 def test_unknown_dataset_name():
     with pytest.raises(ValueError, match="config.data.name must be one of"):
         data.build(cfg(name="imagenet"))
+
+
+def test_dequantization_is_keyed_by_row_and_stays_in_its_bin():
+    d = data.build(cfg(name="digits", dequantize=0.125))
+    whole = d.batch(2, 0, 16, 16)["x"]
+    halves = np.concatenate([d.batch(2, 0, 8, 16)["x"], d.batch(2, 8, 8, 16)["x"]])
+    np.testing.assert_array_equal(whole, halves)
+    clean = d.x[d.indices(2, 0, 16, 16)]
+    assert 0 < np.abs(whole - clean).max() <= 0.0625
+    assert not np.array_equal(
+        whole - clean, d.batch(3, 0, 16, 16)["x"] - d.x[d.indices(3, 0, 16, 16)]
+    )

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from configs.common import diffusion_process
 from tests.helpers import ROOT, overrides, run_train, tiny_config
 from training.loop import train
 from training.run import load_state
@@ -46,8 +47,12 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 40
 
 
-def test_training_lowers_loss_and_learns_the_mixture(tmp_path):
+@pytest.mark.parametrize("family", ["flow", "diffusion"])
+def test_training_lowers_loss_and_learns_the_mixture(tmp_path, family):
     c = tiny_config(steps=2000, steps_per_call=50, batch_size=256)
+    if family == "diffusion":
+        c.process = diffusion_process()
+        c.eval.sampler = "ddim"
     c.model.width, c.model.depth = 64, 2
     c.train.ema_decay = 0.99
     c.eval.num_samples, c.eval.steps = 2000, 20
