@@ -1,19 +1,13 @@
-"""VP diffusion on the 8-component 2-D Gaussian mixture (MATH.md §8.2) with a residual MLP."""
+"""VP diffusion on the 8-component 2-D Gaussian mixture: flow_gmm with the diffusion process."""
 
-from configs.common import base, diffusion_process
+from configs import flow_gmm
+from configs.common import diffusion_process
 
 
 def get_config():
-    c = base("diffusion_gmm")
-    c.data.name = "gmm"
+    c = flow_gmm.get_config()
+    c.name = "diffusion_gmm"
     c.process = diffusion_process()
-    c.train.steps = 4000
-    c.train.batch_size = 512
-    c.train.steps_per_call = 50
-    c.train.log_every = 500
-    c.train.eval_every = 2000
-    c.train.save_every = 1000
     c.eval.sampler = "ddim"
     c.eval.steps = 100
-    c.eval.num_samples = 4000
     return c
