@@ -86,6 +86,9 @@ def base(name: str) -> ml_collections.ConfigDict:
     c.train.eval_every = 1000
     c.train.save_every = 1000
     c.train.keep_checkpoints = 3
+    # non-finite loss or gradients: the update is never applied; "stop" ends the run with the
+    # step and the metric, "skip" goes on and counts skipped steps in the metrics
+    c.train.nonfinite = "stop"
 
     c.eval = ml_collections.ConfigDict()
     c.eval.sampler = "heun"

@@ -12,6 +12,7 @@ import os
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from training import mesh as mesh_lib
@@ -55,9 +56,55 @@ def restore_state(mgr: ocp.CheckpointManager, step: int, target):
     return out["state"]
 
 
+def restore_saved_structure(mgr: ocp.CheckpointManager, step: int) -> dict:
+    """The train state at `step` as nested dicts of numpy arrays, in the structure it was saved
+    with (no template: sampling needs only `ema_params`, which is already a plain dict)."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    out = mgr.restore(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardRestore(None, fallback_sharding=device)),
+    )
+    return jax.tree.map(np.asarray, out["state"])
+
+
 def restore_config(mgr: ocp.CheckpointManager, step: int) -> ml_collections.ConfigDict:
     out = mgr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     return config_from_dict(out["config"])
+
+
+# Fields that may change between a run and its resumption: they do not change what is computed.
+RESUMABLE_CHANGES = (
+    "workdir",
+    "train.log_every",
+    "train.eval_every",
+    "train.save_every",
+    "train.keep_checkpoints",
+    "train.nonfinite",
+    "eval.",
+)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+def check_same_run(saved: dict, config, workdir: str) -> None:
+    """Refuse to resume a checkpoint written by a different config (other than logging/eval)."""
+    old, new = _flatten(saved), _flatten(json.loads(config.to_json()))
+    diff = [
+        k
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)
+    ]
+    if diff:
+        shown = ", ".join(f"{k}: checkpoint {old.get(k)!r} vs now {new.get(k)!r}" for k in diff[:5])
+        raise ValueError(
+            f"workdir {workdir!r} holds a checkpoint of a different config ({shown}); "
+            f"use another --workdir or the original config"
+        )
 
 
 def config_from_dict(d: dict) -> ml_collections.ConfigDict:

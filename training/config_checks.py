@@ -26,6 +26,8 @@ def check(config, device_count: int) -> None:
                 )
     if not 0.0 <= tc.ema_decay < 1.0:
         errors.append(f"config.train.ema_decay={tc.ema_decay} must lie in [0, 1)")
+    if tc.nonfinite not in ("stop", "skip"):
+        errors.append(f"config.train.nonfinite={tc.nonfinite!r} must be 'stop' or 'skip'")
     if tc.keep_checkpoints < 1:
         errors.append(f"config.train.keep_checkpoints={tc.keep_checkpoints} must be >= 1")
     if config.eval.num_samples <= 0 or config.eval.steps <= 0:

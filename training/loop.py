@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import threading
 import time
 
 import jax
@@ -30,13 +33,51 @@ def local_batches(comp, step: int, steps_per_call: int) -> dict:
     return {k: np.stack([p[k] for p in parts]) for k in keys}
 
 
-def restore_or_init(mgr, state, mesh):
-    """The latest checkpoint's state if there is one, else `state` replicated over the mesh."""
+def restore_or_init(mgr, state, mesh, config, workdir):
+    """The latest checkpoint's state if there is one (of the same config), else `state`
+    replicated over the mesh."""
     latest = mgr.latest_step()
     if latest is None:
         return mesh_lib.replicate(state, mesh), 0
+    saved = json.loads(checkpoint.restore_config(mgr, latest).to_json())
+    checkpoint.check_same_run(saved, config, workdir)
     restored = checkpoint.restore_state(mgr, latest, checkpoint.abstract_like(state, mesh))
     return restored, latest
+
+
+class Preemption:
+    """Turns SIGTERM (a preemption notice) into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def check_finite(state, mode: str) -> int:
+    """The number of skipped non-finite steps; in mode 'stop' an error naming the first one."""
+    bad = int(mesh_lib.to_host(state["nonfinite_steps"]))
+    if bad and mode == "stop":
+        step = int(mesh_lib.to_host(state["first_nonfinite_step"]))
+        what = "loss" if bool(mesh_lib.to_host(state["first_nonfinite_loss"])) else "gradient norm"
+        raise FloatingPointError(
+            f"non-finite {what} at step {step} (the update was not applied; the last "
+            f"checkpoint is finite). Lower config.optim.lr or set "
+            f"--config.train.nonfinite=skip to skip such steps"
+        )
+    return bad
 
 
 def train(config, workdir: str, stop_after: int | None = None) -> dict:
@@ -56,7 +97,9 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
     comp = build(config)
     optimizer = make_optimizer(config.optim, tc.steps)
     mgr = checkpoint.manager(workdir, tc.keep_checkpoints)
-    state, step = restore_or_init(mgr, init_state(comp.init_params, optimizer), mesh)
+    state, step = restore_or_init(
+        mgr, init_state(comp.init_params, optimizer), mesh, config, workdir
+    )
     if step and lead:
         print(f"resuming {workdir} from step {step}")
     step_fn = compile_step(
@@ -80,26 +123,44 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
     last = {}
     t_log, step_log = time.perf_counter(), step
     end = tc.steps if stop_after is None else min(tc.steps, stop_after)
-    while step < end:
-        batch = mesh_lib.global_batch(local_batches(comp, step, tc.steps_per_call), mesh, lead_axes)
-        state, step_metrics = step_fn(state, batch)
-        step += tc.steps_per_call
-        bar.update(tc.steps_per_call)
-        if step % tc.log_every == 0:
-            host = mesh_lib.to_host(step_metrics)
-            now = time.perf_counter()
-            rate = (step - step_log) / (now - t_log)
-            t_log, step_log = now, step
-            writer.write(step, {**host, "lr": lr(step - 1), "steps_per_sec": rate})
-            bar.set_postfix(loss=f"{float(host['loss']):.4f}", steps_per_s=f"{rate:.1f}")
-        if step % tc.save_every == 0 or step in (tc.steps, end):
-            checkpoint.save(mgr, step, state, config)
-        if step % tc.eval_every == 0 or step == tc.steps:
-            if lead:
-                last = evaluate(comp, mesh_lib.to_host(state["ema_params"]), step, workdir)
-                writer.write(step, last)
-                plots.loss_curve(writer.records(), os.path.join(workdir, "loss.png"))
-            t_log = time.perf_counter()
+    with Preemption() as preemption:
+        while step < end:
+            batch = mesh_lib.global_batch(
+                local_batches(comp, step, tc.steps_per_call), mesh, lead_axes
+            )
+            state, step_metrics = step_fn(state, batch)
+            step += tc.steps_per_call
+            bar.update(tc.steps_per_call)
+            if tc.nonfinite == "stop":
+                check_finite(state, "stop")
+            if step % tc.log_every == 0:
+                host = mesh_lib.to_host(step_metrics)
+                now = time.perf_counter()
+                rate = (step - step_log) / (now - t_log)
+                t_log, step_log = now, step
+                skipped = check_finite(state, tc.nonfinite)
+                writer.write(
+                    step,
+                    {**host, "lr": lr(step - 1), "steps_per_sec": rate, "skipped_total": skipped},
+                )
+                bar.set_postfix(loss=f"{float(host['loss']):.4f}", steps_per_s=f"{rate:.1f}")
+            if preemption.requested:
+                checkpoint.save(mgr, step, state, config)
+                mgr.wait_until_finished()
+                if lead:
+                    print(
+                        f"SIGTERM received: saved a checkpoint at step {step} in {workdir}; "
+                        f"rerun the same command to continue"
+                    )
+                break
+            if step % tc.save_every == 0 or step in (tc.steps, end):
+                checkpoint.save(mgr, step, state, config)
+            if step % tc.eval_every == 0 or step == tc.steps:
+                if lead:
+                    last = evaluate(comp, mesh_lib.to_host(state["ema_params"]), step, workdir)
+                    writer.write(step, last)
+                    plots.loss_curve(writer.records(), os.path.join(workdir, "loss.png"))
+                t_log = time.perf_counter()
     bar.close()
     mgr.wait_until_finished()
     mgr.close()

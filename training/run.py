@@ -131,13 +131,9 @@ def load_state(workdir: str, step: int | None = None):
         raise ValueError(f"--step={step} is not a checkpoint in {workdir!r}; available: {steps}")
     config = checkpoint.restore_config(mgr, step)
     comp = build(config)
-    mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:1]), ("data",))
-    from training.state import init_state, make_optimizer
-
-    template = init_state(comp.init_params, make_optimizer(config.optim, config.train.steps))
-    state = checkpoint.restore_state(mgr, step, checkpoint.abstract_like(template, mesh))
+    state = checkpoint.restore_saved_structure(mgr, step)
     mgr.close()
-    return config, comp, jax.tree.map(np.asarray, state), step
+    return config, comp, state, step
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:

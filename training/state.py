@@ -29,13 +29,18 @@ def make_optimizer(oc, total_steps: int) -> optax.GradientTransformation:
 
 
 def init_state(params, optimizer) -> dict:
-    """{'step': 0, 'params', 'ema_params' (a copy), 'opt_state'}; all float32 but the step."""
+    """{'step': 0, 'params', 'ema_params' (a copy), 'opt_state', non-finite bookkeeping};
+    parameters and optimizer moments in float32."""
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
     return {
         "step": jnp.zeros((), jnp.int32),
         "params": params,
         "ema_params": jax.tree.map(jnp.copy, params),
         "opt_state": optimizer.init(params),
+        # bookkeeping of skipped non-finite updates (training/step.py)
+        "nonfinite_steps": jnp.zeros((), jnp.int32),
+        "first_nonfinite_step": -jnp.ones((), jnp.int32),
+        "first_nonfinite_loss": jnp.zeros((), jnp.bool_),
     }
 
 

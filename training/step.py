@@ -21,15 +21,34 @@ def train_step(process, graphdef, optimizer, ema_decay: float, base_key):
             return process.loss(models.denoiser(graphdef, params), key, batch)
 
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+        grad_norm = optax.global_norm(grads)
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        new = {
-            "step": state["step"] + 1,
+        updated = {
             "params": params,
             "ema_params": ema_update(state["ema_params"], params, ema_decay),
             "opt_state": opt_state,
         }
-        return new, {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+        # A non-finite loss or gradient never reaches the state: the update is skipped and the
+        # event is counted; the loop stops or goes on according to config.train.nonfinite.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        kept = {k: state[k] for k in updated}
+        new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), updated, kept)
+        first = (state["first_nonfinite_step"] < 0) & ~finite
+        new |= {
+            "step": state["step"] + 1,
+            "nonfinite_steps": state["nonfinite_steps"] + (~finite).astype(jnp.int32),
+            "first_nonfinite_step": jnp.where(first, state["step"], state["first_nonfinite_step"]),
+            "first_nonfinite_loss": jnp.where(
+                first, ~jnp.isfinite(loss), state["first_nonfinite_loss"]
+            ),
+        }
+        return new, {
+            **metrics,
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "skipped": (~finite).astype(jnp.float32),
+        }
 
     return step
 
