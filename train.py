@@ -23,6 +23,9 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.ini
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processes")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index")
+_STOP_AFTER = flags.DEFINE_integer(
+    "stop_after", None, "stop with a checkpoint once this step is reached (as if preempted)"
+)
 
 
 def main(argv):
@@ -40,7 +43,7 @@ def main(argv):
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or config.workdir or os.path.join("runs", config.name)
-    train(config, workdir)
+    train(config, workdir, stop_after=_STOP_AFTER.value)
 
 
 if __name__ == "__main__":

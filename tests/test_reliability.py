@@ -97,3 +97,46 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
     assert "SIGTERM received: saved a checkpoint at step" in out
     steps = sorted(int(s) for s in os.listdir(work / "checkpoints") if s.isdigit())
     assert steps and 0 < steps[-1] < 100000 and steps[-1] % 50 == 0
+
+
+def test_corrupted_newest_checkpoint_falls_back_with_a_warning(tmp_path):
+    c = tiny_config(steps=20, steps_per_call=5)
+    c.train.save_every = 10
+    work = tmp_path / "run"
+    train(c, str(work), stop_after=20)
+    # garble every file of the newest checkpoint's state
+    for root, _, files in os.walk(work / "checkpoints" / "20" / "state"):
+        for f in files:
+            with open(os.path.join(root, f), "wb") as fh:
+                fh.write(b"garbage")
+    c.train.steps = 20
+    with pytest.warns(UserWarning, match="checkpoint at step 20 .* is unreadable"):
+        train(c, str(work))
+    # it resumed from step 10 and trained to the end again
+    assert sorted(int(s) for s in os.listdir(work / "checkpoints") if s.isdigit())[-1] == 20
+
+
+@pytest.mark.slow
+def test_restore_on_a_different_number_of_devices(tmp_path):
+    """8 devices to step 20, then 1 device to 40 (and 1 -> 8) == 40 steps on 1 device."""
+    from tests.helpers import overrides, run_train
+
+    c = tiny_config(steps=40, steps_per_call=10)
+    c.train.save_every = 10
+    args = ["--config", os.path.join(ROOT, "configs/flow_gmm.py"), *overrides(c)]
+    env = lambda n: {
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+        "JAX_PLATFORMS": "cpu",
+    }
+    for name, first, second in (("8to1", 8, 1), ("1to8", 1, 8), ("ref", 1, 1)):
+        work = f"--workdir={tmp_path / name}"
+        r = run_train([*args, work, "--stop_after=20"], env(first))
+        assert r.returncode == 0, r.stderr[-2000:]
+        r = run_train([*args, work], env(second))
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "resuming" in r.stdout
+    _, _, ref, _ = load_state(str(tmp_path / "ref"))
+    for name in ("8to1", "1to8"):
+        _, _, got, _ = load_state(str(tmp_path / name))
+        for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True):
+            np.testing.assert_allclose(x, y, rtol=2e-4, atol=1e-6)

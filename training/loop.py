@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -36,13 +37,30 @@ def local_batches(comp, step: int, steps_per_call: int) -> dict:
 def restore_or_init(mgr, state, mesh, config, workdir):
     """The latest checkpoint's state if there is one (of the same config), else `state`
     replicated over the mesh."""
-    latest = mgr.latest_step()
-    if latest is None:
+    steps = sorted(mgr.all_steps(), reverse=True)
+    if not steps:
         return mesh_lib.replicate(state, mesh), 0
-    saved = json.loads(checkpoint.restore_config(mgr, latest).to_json())
-    checkpoint.check_same_run(saved, config, workdir)
-    restored = checkpoint.restore_state(mgr, latest, checkpoint.abstract_like(state, mesh))
-    return restored, latest
+    target = checkpoint.abstract_like(state, mesh)
+    for step in steps:
+        try:
+            saved = json.loads(checkpoint.restore_config(mgr, step).to_json())
+            checkpoint.check_same_run(saved, config, workdir)
+            return checkpoint.restore_state(mgr, step, target), step
+        except ValueError as e:
+            if "different config" in str(e):
+                raise
+            err = e
+        except Exception as e:  # noqa: BLE001 -- any unreadable checkpoint: try the previous one
+            err = e
+        warnings.warn(
+            f"checkpoint at step {step} in {workdir!r} is unreadable "
+            f"({type(err).__name__}: {str(err)[:200]}); trying the previous one",
+            stacklevel=2,
+        )
+    raise RuntimeError(
+        f"no readable checkpoint in {checkpoint.checkpoint_dir(workdir)!r} "
+        f"(tried steps {steps}); move it away to start over"
+    )
 
 
 class Preemption:
