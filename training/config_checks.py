@@ -46,4 +46,4 @@ def check(config, device_count: int) -> None:
     except ValueError as e:
         errors.append(f"config.eval.sampler: {e}")
     if errors:
-        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+        raise ValueError("invalid config: " + "; ".join(errors))
