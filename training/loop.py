@@ -149,8 +149,6 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
             state, step_metrics = step_fn(state, batch)
             step += tc.steps_per_call
             bar.update(tc.steps_per_call)
-            if tc.nonfinite == "stop":
-                check_finite(state, "stop")
             if step % tc.log_every == 0:
                 host = mesh_lib.to_host(step_metrics)
                 now = time.perf_counter()
@@ -172,6 +170,9 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
                     )
                 break
             if step % tc.save_every == 0 or step in (tc.steps, end):
+                # non-finite updates never reach the state, so checking here (not after every
+                # call, which would sync the host each step) still names the first bad step
+                check_finite(state, tc.nonfinite)
                 checkpoint.save(mgr, step, state, config)
             if step % tc.eval_every == 0 or step == tc.steps:
                 if lead:
