@@ -16,6 +16,11 @@ _SAMPLER = flags.DEFINE_string("sampler", None, "sampler name (default: the conf
 _STEPS = flags.DEFINE_integer("steps", None, "number of sampling steps (default: config's)")
 _NUM = flags.DEFINE_integer("num_samples", None, "number of samples (default: config's eval)")
 _ETA = flags.DEFINE_float("eta", None, "noise scale of ddim (default 0) and em (default 1)")
+_FLOAT32 = flags.DEFINE_bool(
+    "categorical_float32",
+    False,
+    "discrete families: draw tokens by float32 Gumbel-max (biased colder; default float64)",
+)
 _SEED = flags.DEFINE_integer("seed", 0, "sampling seed")
 _OUT = flags.DEFINE_string("out", None, "output directory (default: <workdir>/samples)")
 
@@ -28,8 +33,7 @@ def main(argv):
 
     import metrics
     import samplers
-    from training import plots
-    from training.run import draw, load_run
+    from training.run import draw, load_run, show
 
     run = load_run(_WORKDIR.value, _STEP.value)
     sampler = _SAMPLER.value or run.config.eval.sampler
@@ -43,12 +47,20 @@ def main(argv):
     labels = metrics.sampling_labels(run.components.dataset, num, _SEED.value)
     if not run.components.num_classes:
         labels = None
-    x, info = draw(run.components, run.params, sampler, steps, num, _SEED.value, labels, _ETA.value)
+    x, info = draw(
+        run.components,
+        run.params,
+        sampler,
+        steps,
+        num,
+        _SEED.value,
+        labels,
+        _ETA.value,
+        float64=not _FLOAT32.value,
+    )
     np.savez(os.path.join(out, "samples.npz"), x=x)
-    kind = run.components.dataset.kind
     title = f"{run.config.name} step {run.step}: {sampler}, {steps} steps"
-    ref = run.components.dataset.reference(len(x), _SEED.value + 1) if kind == "points" else None
-    plots.plot_samples(x, os.path.join(out, "samples.png"), kind, title, ref)
+    shown = show(run.components.dataset, x, os.path.join(out, "samples"), title, _SEED.value)
     result = {
         "step": run.step,
         "sampler": sampler,
@@ -61,7 +73,7 @@ def main(argv):
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result))
-    print(f"wrote {out}/samples.npz, samples.png, metrics.json")
+    print(f"wrote {out}/samples.npz, {os.path.basename(shown)}, metrics.json")
 
 
 if __name__ == "__main__":

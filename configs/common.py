@@ -40,6 +40,18 @@ def diffusion_process() -> ml_collections.ConfigDict:
     return p
 
 
+def masked_process() -> ml_collections.ConfigDict:
+    """Masked (absorbing-state) diffusion for tokens (MATH.md §3; defaults §3.6)."""
+    p = ml_collections.ConfigDict()
+    p.family = "masked"
+    p.schedule = "linear"  # linear | cosine | polynomial (alpha_t = 1 - t^power)
+    p.schedule_power = 2.0  # polynomial only
+    p.mask_eps = 1e-4  # MD4 clip: alpha_0 = 1 - eps, alpha_1 = eps
+    p.loss_steps = 0  # 0: continuous-time NELBO; T > 0: discrete-time NELBO with T steps
+    p.label_dropout = 0.0
+    return p
+
+
 def base(name: str) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = name
@@ -53,6 +65,9 @@ def base(name: str) -> ml_collections.ConfigDict:
     c.data.path = ""
     c.data.num_classes = 0  # user files: 0 infers max(label) + 1
     c.data.dequantize = 0.0  # bin width of uniform dequantisation noise (digits: 1/8); 0 = off
+    c.data.seq_len = 0  # token data: sequence length (text windows; arrays: 0 = as stored)
+    c.data.vocab_size = 0  # token data: markov chain size; tokens_npz: the declared vocabulary
+    c.data.text_mode = "chars"  # text: chars (distinct characters) | bytes (256 UTF-8 bytes)
 
     c.model = ml_collections.ConfigDict()
     c.model.net = "mlp"
@@ -65,6 +80,7 @@ def base(name: str) -> ml_collections.ConfigDict:
     c.model.heads = 4
     c.model.mlp_ratio = 4.0
     c.model.conditional = False  # condition on data labels (with label dropout for CFG)
+    c.model.time_conditioning = True  # False: the network ignores t (masked diffusion allows it)
 
     c.process = flow_process()
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data import files, toy
+from data import files, markov, tokens, toy
 from data.validate import check_finite, check_labels, check_rank
 
 
@@ -29,6 +29,8 @@ class GeneratedDataset:
     shape: tuple[int, ...]
     kind: str = "points"
     num_classes: int = 0
+    vocab_size: int = 0  # token data: the number of real tokens
+    law: object = None  # the known distribution, where there is one (data.markov.MarkovChain)
 
     @functools.cached_property
     def _draw(self):
@@ -60,6 +62,7 @@ class ArrayDataset:
     kind: str
     num_classes: int = 0
     dequantize: float = 0.0  # bin width of uniform dequantisation noise (0: off)
+    vocab_size: int = 0  # token data: the number of real tokens
 
     @property
     def shape(self):
@@ -146,9 +149,65 @@ def from_arrays(name: str, x: np.ndarray, label, seed: int, num_classes: int = 0
     )
 
 
+def digit_tokens(seed: int, split: str = "all") -> ArrayDataset:
+    """The digits as 64 pixel tokens v in 0..16 (17 levels), labels 0..9."""
+    d = digits(seed, split)
+    x = tokens.digit_tokens(d.x)
+    return dataclasses.replace(d, name="digits_tokens", x=x, kind="tokens", vocab_size=17)
+
+
+def markov_source(vocab_size: int, seq_len: int, seed: int) -> GeneratedDataset:
+    """Sequences of the chain data.markov.source_chain(vocab_size), whose law is known."""
+    if vocab_size < 2 or seq_len < 2:
+        raise ValueError(
+            f"the markov source needs config.data.vocab_size >= 2 and config.data.seq_len >= 2, "
+            f"got {vocab_size} and {seq_len}"
+        )
+    chain = markov.source_chain(vocab_size)
+    sample = functools.partial(chain.sample, length=seq_len)
+    return GeneratedDataset(
+        "markov", sample, seed, (seq_len,), "tokens", vocab_size=vocab_size, law=chain
+    )
+
+
+def token_arrays(path: str, vocab_size: int, seq_len: int, seed: int) -> ArrayDataset:
+    """A user's .npz of int tokens x [N, L] (optional labels), checked against the config."""
+    x, label = files.read_npz(path)
+    tokens.check_array_tokens(f"{path}['x']", x, vocab_size, seq_len)
+    num_classes = 0
+    if label is not None:
+        num_classes = int(label.max()) + 1
+        check_labels(f"{path}['label']", label, num_classes, len(x))
+    return ArrayDataset(
+        path, x.astype(np.int32), label, seed, "tokens", num_classes, vocab_size=vocab_size
+    )
+
+
+TOKEN_DATA = ("text", "text_file", "markov", "digits_tokens", "tokens_npz")
+
+
 def build(data_config):
     """The data set described by config.data."""
     name, seed = data_config.name, data_config.seed
+    seq_len = data_config.get("seq_len", 0)
+    split = data_config.get("split", "train")
+    if name in ("text", "text_file"):
+        path = data_config.path if name == "text_file" else ""
+        if name == "text_file" and not path:
+            raise ValueError("config.data.name='text_file' needs config.data.path")
+        mode = data_config.get("text_mode", "chars")
+        return tokens.text(name, seq_len, seed, split, mode, path)
+    if name == "markov":
+        return markov_source(data_config.vocab_size, seq_len, seed)
+    if name == "digits_tokens":
+        d = digit_tokens(seed, split)
+        if seq_len and seq_len != d.shape[0]:
+            raise ValueError(
+                f"digits_tokens sequences have length 64, got config.data.seq_len={seq_len}"
+            )
+        return d
+    if name == "tokens_npz":
+        return token_arrays(data_config.path, data_config.vocab_size, seq_len, seed)
     if name in toy.GENERATORS:
         return GeneratedDataset(name, toy.GENERATORS[name], seed, (2,))
     if name == "digits":
@@ -160,5 +219,5 @@ def build(data_config):
     if name == "image_folder":
         x, label = files.load_image_folder(data_config.path)
         return from_arrays(data_config.path, x, label, seed, data_config.get("num_classes", 0))
-    known = sorted([*toy.GENERATORS, "digits", "npz", "image_folder"])
+    known = sorted([*toy.GENERATORS, *TOKEN_DATA, "digits", "npz", "image_folder"])
     raise ValueError(f"config.data.name must be one of {known}, got {name!r}")

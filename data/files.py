@@ -1,4 +1,5 @@
-"""Loaders for the user's own data: an `.npz` with `x` (optional `label`), or an image folder."""
+"""Loaders for the user's own data: an `.npz` with `x` (optional `label`), an image folder, a
+token `.npz`, or a UTF-8 text file."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ def _require_file(path: str, what: str) -> None:
         raise FileNotFoundError(f"config.data.path={path!r} does not exist (expected {what})")
 
 
-def load_npz(path: str):
-    """x [N, ...] float (vectors [N, D] or NHWC images in [-1, 1]) and optional int label [N]."""
+def read_npz(path: str):
+    """The arrays 'x' (non-empty) and, if present, 'label' of an .npz file, without unpickling."""
     _require_file(path, "an .npz file with an array 'x'")
     with np.load(path, allow_pickle=False) as f:
         if "x" not in f.files:
@@ -28,6 +29,22 @@ def load_npz(path: str):
         label = np.asarray(f["label"]) if "label" in f.files else None
     if len(x) == 0:
         raise ValueError(f"{path}: array 'x' is empty (shape {x.shape})")
+    return x, label
+
+
+def read_text(path: str) -> str:
+    """The UTF-8 text of a non-empty file."""
+    _require_file(path, "a UTF-8 text file")
+    with open(path, encoding="utf-8") as f:
+        body = f.read()
+    if not body:
+        raise ValueError(f"config.data.path={path!r} is an empty text file")
+    return body
+
+
+def load_npz(path: str):
+    """x [N, ...] float (vectors [N, D] or NHWC images in [-1, 1]) and optional int label [N]."""
+    x, label = read_npz(path)
     check_rank(f"{path}['x']", x, (2, 4))
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"{path}['x'] must be floating point, got dtype {x.dtype}")

@@ -37,3 +37,20 @@ def check_labels(name: str, label: np.ndarray, num_classes: int, num_examples: i
     lo, hi = int(label.min()), int(label.max())
     if lo < 0 or hi >= num_classes:
         raise ValueError(f"{name} must lie in [0, {num_classes - 1}], got min={lo}, max={hi}")
+
+
+def check_tokens(name: str, x: np.ndarray, vocab_size: int) -> None:
+    """Token sequences: an integer [N, L] array with every token in [0, vocab_size)."""
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be token sequences [N, L], got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"{name} must be integer token ids, got dtype {x.dtype}")
+    if vocab_size < 1:
+        raise ValueError(f"config.data.vocab_size must be positive for {name}, got {vocab_size}")
+    bad = (x < 0) | (x >= vocab_size)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(
+            f"{name} holds token {int(x[idx])} at index {idx}, outside the vocabulary "
+            f"[0, {vocab_size - 1}] (config.data.vocab_size={vocab_size}; {int(bad.sum())} bad)"
+        )

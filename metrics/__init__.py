@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from metrics import distances, frechet
+from metrics import distances, frechet, tokens
 
 
 def sampling_labels(dataset, n: int, seed: int = 0):
@@ -19,6 +19,14 @@ def report(samples, dataset, n: int = 2000, seed: int = 0) -> dict:
     """The quality numbers for this kind of data, each next to its data-vs-data reference."""
     if dataset.name == "digits":
         return frechet.digits_report(samples, dataset, n, seed)
+    if dataset.name == "digits_tokens":
+        from data.tokens import tokens_to_digits
+
+        return frechet.digits_report(samples, dataset, n, seed, tokens_to_digits)
+    if getattr(dataset, "law", None) is not None:
+        return tokens.markov_report(samples, dataset.law, dataset.reference(n, seed))
+    if hasattr(dataset, "stream"):
+        return tokens.text_report(samples, dataset, dataset.reference(n, seed))
     if dataset.kind == "points":
         return distances.point_cloud_report(samples, dataset, n, seed)
     return {}

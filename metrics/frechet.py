@@ -101,9 +101,11 @@ def frechet_distance(x, y) -> float:
     )
 
 
-def digits_report(samples, dataset, n: int, seed: int = 0) -> dict:
-    """FD of n samples vs n data digits, next to FD between two disjoint halves of the data."""
-    ref = dataset.reference(2 * n, seed)
+def digits_report(samples, dataset, n: int, seed: int = 0, decode=np.asarray) -> dict:
+    """FD of n samples vs n data digits, next to FD between two disjoint halves of the data;
+    `decode` maps the data's representation (e.g. pixel tokens) to images."""
+    ref = decode(dataset.reference(2 * n, seed))
+    samples = decode(samples)
     n = min(n, len(ref) // 2)
     a, b = ref[:n], ref[n : 2 * n]
     return {

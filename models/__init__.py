@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from models import continuous, flow
+from models import continuous, flow, masked
 
 
 def split(net: nnx.Module):
@@ -31,14 +31,19 @@ def denoiser(graphdef, params):
     return apply
 
 
-PROCESSES = {"flow": flow.build_process, "diffusion": continuous.build_process}
+PROCESSES = {
+    "flow": lambda config, vocab_size: flow.build_process(config),
+    "diffusion": lambda config, vocab_size: continuous.build_process(config),
+    "masked": masked.build_process,
+}
 
 
-def build_process(config):
-    """The process (forward corruption, loss, posterior) for config.process.family."""
+def build_process(config, vocab_size: int = 0):
+    """The process (forward corruption, loss, posterior) for config.process.family; discrete
+    families take the data's vocabulary size."""
     family = config.process.family
     if family not in PROCESSES:
         raise ValueError(
             f"config.process.family must be one of {sorted(PROCESSES)}, got {family!r}"
         )
-    return PROCESSES[family](config)
+    return PROCESSES[family](config, vocab_size)

@@ -44,15 +44,15 @@ def conditioning(key, batch: dict, rate: float):
     return None if label is None else drop_labels(key, label, rate)
 
 
-def t_of_log_snr(log_snr: Callable, target, lo: float = 0.0, hi: float = 1.0, iters: int = 64):
-    """The t in [lo, hi] with lambda(t) = target, by bisection (lambda decreases in t)."""
+def invert_decreasing(fn: Callable, target, lo: float = 0.0, hi: float = 1.0, iters: int = 64):
+    """The t in [lo, hi] with fn(t) = target for a decreasing fn (e.g. a log-SNR), by bisection."""
     target = jnp.asarray(target, jnp.float32)
     a, b = jnp.full_like(target, lo), jnp.full_like(target, hi)
 
     def body(_, ab):
         a, b = ab
         mid = 0.5 * (a + b)
-        later = log_snr(mid) > target  # lambda still too large: the answer lies later
+        later = fn(mid) > target  # fn still too large: the answer lies later
         return jnp.where(later, mid, a), jnp.where(later, b, mid)
 
     a, b = jax.lax.fori_loop(0, iters, body, (a, b))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from models.common import antithetic_times, conditioning, expand, t_of_log_snr, time_derivative
+from models.common import antithetic_times, conditioning, expand, invert_decreasing, time_derivative
 from models.gaussian import GaussianPath
 
 # -- schedules --------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ class GaussianDiffusion(GaussianPath):
         alpha_t <= 0.0125, so starting from N(0, sigma_t^2) costs almost nothing.
         """
         target = max(float(self.log_snr(1.0)), -2.0 * math.log(80.0))
-        return float(t_of_log_snr(self.log_snr, target, self.t_min, 1.0))
+        return float(invert_decreasing(self.log_snr, target, self.t_min, 1.0))
 
     def log_snr(self, t):
         return self.schedule.log_snr(jnp.asarray(t, jnp.float32))
@@ -193,7 +193,7 @@ class GaussianDiffusion(GaussianPath):
         def diffusion_term(k):
             k_t, k_eps = jax.random.split(k)
             lam = lam_lo + (lam_hi - lam_lo) * antithetic_times(k_t, x0.shape[0])
-            t = t_of_log_snr(self.schedule.log_snr, lam, self.t_min, 1.0)
+            t = invert_decreasing(self.schedule.log_snr, lam, self.t_min, 1.0)
             eps = jax.random.normal(k_eps, x0.shape)
             zt = self.corrupt(None, x0, t, eps)
             _, eps_hat = self.x0_eps(denoiser(zt, t, cond).astype(jnp.float32), zt, t)

@@ -2,22 +2,29 @@
 `sampler(key, denoiser, process, shape, cond, grid) -> (samples, info)`.
 
 `get(family, name, eta)` gives the sampler and `grid(name, process, steps)` its time grid.
+Gaussian families (flow, diffusion) share `solvers`; masked diffusion has `discrete`.
 """
 
-from samplers import solvers
+from samplers import discrete, solvers
 
 # Samplers of the Gaussian families (flow matching and diffusion share all of them: flows
 # expose score and x0/eps through velocity conversions, diffusion exposes a velocity).
+# Factories take (eta, float64); float64 selects float64 categorical draws (discrete families).
 GAUSSIAN_SAMPLERS = {
-    "euler": lambda eta: solvers.euler,
-    "heun": lambda eta: solvers.heun,
-    "heun_edm": lambda eta: solvers.heun_edm,
-    "ddpm": lambda eta: solvers.ddpm,
-    "ddim": lambda eta: solvers.ddim(0.0 if eta is None else eta),
-    "em": lambda eta: solvers.euler_maruyama(1.0 if eta is None else eta),
-    "adaptive": lambda eta: solvers.adaptive,
+    "euler": lambda eta, f64: solvers.euler,
+    "heun": lambda eta, f64: solvers.heun,
+    "heun_edm": lambda eta, f64: solvers.heun_edm,
+    "ddpm": lambda eta, f64: solvers.ddpm,
+    "ddim": lambda eta, f64: solvers.ddim(0.0 if eta is None else eta),
+    "em": lambda eta, f64: solvers.euler_maruyama(1.0 if eta is None else eta),
+    "adaptive": lambda eta, f64: solvers.adaptive,
 }
-SAMPLERS = {"flow": GAUSSIAN_SAMPLERS, "diffusion": GAUSSIAN_SAMPLERS}
+MASKED_SAMPLERS = {
+    "ancestral": lambda eta, f64: discrete.ancestral(f64),
+    "first_hitting": lambda eta, f64: discrete.first_hitting(f64),
+    "confidence": lambda eta, f64: discrete.confidence(f64),  # biased heuristic (MaskGIT)
+}
+SAMPLERS = {"flow": GAUSSIAN_SAMPLERS, "diffusion": GAUSSIAN_SAMPLERS, "masked": MASKED_SAMPLERS}
 TAKES_ETA = ("ddim", "em")
 
 
@@ -37,10 +44,11 @@ def check(family: str, name: str, eta=None) -> None:
         )
 
 
-def get(family: str, name: str, eta=None):
-    """The sampler `name` of model family `family` (eta: noise scale of ddim / em)."""
+def get(family: str, name: str, eta=None, float64: bool = True):
+    """The sampler `name` of model family `family` (eta: noise scale of ddim / em; float64:
+    categorical draws of discrete families in float64, the default)."""
     check(family, name, eta)
-    return SAMPLERS[family][name](eta)
+    return SAMPLERS[family][name](eta, float64)
 
 
 def grid(name: str, process, steps: int):

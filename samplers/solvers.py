@@ -18,7 +18,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
-from models.common import t_of_log_snr
+from models.common import invert_decreasing
 
 # -- time grids (walked from t_max down to t_min) ----------------------------------------------
 
@@ -53,7 +53,7 @@ def edm_grid(
     lo = float(jnp.exp(-0.5 * process.log_snr(max(t_min, 1e-6))))
     hi = float(jnp.exp(-0.5 * process.log_snr(1.0))) if process.log_snr(1.0) > -jnp.inf else 1e30
     s = rho_sigmas(steps, max(sigma_min, lo), min(sigma_max, hi), rho)
-    t = t_of_log_snr(process.log_snr, -2.0 * jnp.log(s[:-1]), t_min, 1.0)
+    t = invert_decreasing(process.log_snr, -2.0 * jnp.log(s[:-1]), t_min, 1.0)
     return jnp.concatenate([t, jnp.zeros(1)])
 
 

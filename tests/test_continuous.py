@@ -57,7 +57,7 @@ def test_edm_inverse_round_trips(name):
     p = process(name)
     t = jnp.linspace(max(p.t_min, 1e-3), 1.0, 40)
     sig = jnp.exp(-0.5 * p.log_snr(t))
-    back = common.t_of_log_snr(p.log_snr, -2 * jnp.log(sig), p.t_min, 1.0)
+    back = common.invert_decreasing(p.log_snr, -2 * jnp.log(sig), p.t_min, 1.0)
     np.testing.assert_allclose(back, t, atol=2e-5)
     g = solvers.edm_grid(p, 18)
     assert g.shape == (19,) and float(g[-1]) == 0.0 and np.all(np.diff(np.asarray(g)) < 0)

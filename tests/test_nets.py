@@ -72,3 +72,38 @@ def test_dit_rejects_bad_patch():
     )
     with pytest.raises(ValueError, match="divisible by patch=3"):
         nets.build(mc, (8, 8, 1), 0, 0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_sequence_transformer(dtype):
+    """Tokens [B, L] (mask = V) -> float32 logits [B, L, V]; time optional; labels condition."""
+    outs = {}
+    for use_time in (True, False):
+        mc = ml_collections.ConfigDict(
+            {
+                "net": "transformer",
+                "dtype": dtype,
+                "width": 32,
+                "depth": 2,
+                "heads": 4,
+                "mlp_ratio": 2.0,
+                "time_conditioning": use_time,
+            }
+        )
+        graphdef, params = models.split(nets.build(mc, (12,), 10, seed=0, vocab_size=5))
+        assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+        params = jax.tree.map(
+            lambda p: p + 0.1 * jax.random.normal(jax.random.key(1), p.shape), params
+        )
+        d = jax.jit(models.denoiser(graphdef, params))
+        z = jax.random.randint(jax.random.key(0), (3, 12), 0, 6)
+        y = d(z, jnp.array([0.1, 0.5, 0.9]), jnp.array([1, 2, -1]))
+        assert y.shape == (3, 12, 5) and y.dtype == jnp.float32
+        assert np.isfinite(np.asarray(y)).all()
+        y_t = d(z, jnp.array([0.7, 0.2, 0.3]), jnp.array([1, 2, -1]))
+        outs[use_time] = float(jnp.abs(y - y_t).max())
+        y_c = d(z, jnp.array([0.1, 0.5, 0.9]), jnp.array([3, 2, -1]))
+        assert float(jnp.abs(y - y_c)[0].max()) > 0 and float(jnp.abs(y - y_c)[1:].max()) == 0
+    assert outs[True] > 0 and outs[False] == 0  # time_conditioning=False ignores t
+    with pytest.raises(ValueError, match="token sequences"):
+        nets.build(mc, (8, 8, 1), 0, 0, vocab_size=5)

@@ -192,7 +192,14 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
 def summary(name: str, step: int, m: dict) -> str:
     """One line: each quality metric next to its data-vs-data value and their ratio."""
     parts = []
-    for key in ("sliced_wasserstein", "energy_distance", "frechet_distance"):
+    keys = ("sliced_wasserstein", "energy_distance", "frechet_distance", "ngram_bits_per_token")
+    if "nll_per_token" in m:  # the Markov source: the data's exact entropy is the reference
+        ref = m["entropy_per_token"]
+        parts.append(
+            f"nll_per_token {m['nll_per_token']:.4f} (entropy {ref:.4f}, ratio "
+            f"{m['nll_per_token'] / ref:.3f})"
+        )
+    for key in keys:
         if key in m:
             ref = m[f"{key}_data"]
             parts.append(f"{key} {m[key]:.4f} (data vs data {ref:.4f}, ratio {m[key] / ref:.2f})")

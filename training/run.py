@@ -40,9 +40,26 @@ def build(config) -> Components:
             f"{config.data.name!r} has no labels"
         )
     num_classes = dataset.num_classes if config.model.conditional else 0
-    net = nets.build(config.model, dataset.shape, num_classes, config.seed)
+    vocab_size = getattr(dataset, "vocab_size", 0)
+    check_family_fits_data(config.process.family, dataset)
+    net = nets.build(config.model, dataset.shape, num_classes, config.seed, vocab_size)
     graphdef, params = models.split(net)
-    return Components(config, dataset, graphdef, params, models.build_process(config), num_classes)
+    process = models.build_process(config, vocab_size)
+    return Components(config, dataset, graphdef, params, process, num_classes)
+
+
+DISCRETE_FAMILIES = ("masked",)
+
+
+def check_family_fits_data(family: str, dataset) -> None:
+    """Token data needs a discrete family and continuous data a continuous one."""
+    tokens = dataset.kind == "tokens"
+    if tokens != (family in DISCRETE_FAMILIES):
+        need = DISCRETE_FAMILIES if tokens else sorted(set(models.PROCESSES) - {*DISCRETE_FAMILIES})
+        raise ValueError(
+            f"config.process.family={family!r} cannot model the {dataset.kind} of data set "
+            f"{dataset.name!r}; use one of {need}"
+        )
 
 
 def draw(
@@ -54,9 +71,11 @@ def draw(
     seed: int,
     labels=None,
     eta=None,
+    float64: bool = True,
 ):
-    """`num` samples from `params` with the named sampler; labels cycle over the classes."""
-    sampler = samplers.get(comp.config.process.family, sampler_name, eta)
+    """`num` samples from `params` with the named sampler; labels cycle over the classes.
+    float64=False: float32 categorical draws (discrete families), to measure their bias."""
+    sampler = samplers.get(comp.config.process.family, sampler_name, eta, float64)
     if comp.num_classes and labels is None:
         labels = np.arange(num) % comp.num_classes
     cond = None if labels is None else jnp.asarray(labels, jnp.int32)
@@ -89,11 +108,29 @@ def evaluate(
     x, info = draw(comp, params, sampler_name, steps, num, seed, labels)
     quality = metrics.report(x, comp.dataset, n=num, seed=seed)
     title = f"{comp.config.name} step {step}: {sampler_name}, {steps} steps"
-    reference = comp.dataset.reference(num, seed + 1) if comp.dataset.kind == "points" else None
-    plots.plot_samples(
-        x, os.path.join(out_dir, f"samples_{step:07d}.png"), comp.dataset.kind, title, reference
-    )
+    show(comp.dataset, x, os.path.join(out_dir, f"samples_{step:07d}"), title, seed)
     return {**quality, "nfe": float(info["nfe"])}
+
+
+def show(dataset, x, stem: str, title: str, seed: int = 0) -> str:
+    """Samples as a figure (stem.png: scatter or image grid) or as text (stem.txt: decoded text
+    or token ids, one sequence per line); returns the path written."""
+    if dataset.kind == "tokens" and dataset.name != "digits_tokens":
+        rows = (
+            dataset.decode(x) if hasattr(dataset, "decode") else [" ".join(map(str, r)) for r in x]
+        )
+        with open(stem + ".txt", "w", encoding="utf-8") as f:
+            f.write(f"# {title}\n")
+            f.writelines(r.replace("\n", "\u21b5") + "\n" for r in rows)
+        return stem + ".txt"
+    kind = dataset.kind
+    if dataset.name == "digits_tokens":
+        from data.tokens import tokens_to_digits
+
+        x, kind = tokens_to_digits(x), "images"
+    reference = dataset.reference(len(x), seed + 1) if kind == "points" else None
+    plots.plot_samples(x, stem + ".png", kind, title, reference)
+    return stem + ".png"
 
 
 @dataclasses.dataclass
@@ -113,8 +150,10 @@ class Run:
     def process(self):
         return self.components.process
 
-    def sample(self, sampler="heun", steps=50, num=1000, seed=0, labels=None, eta=None):
-        return draw(self.components, self.params, sampler, steps, num, seed, labels, eta)
+    def sample(
+        self, sampler="heun", steps=50, num=1000, seed=0, labels=None, eta=None, float64=True
+    ):
+        return draw(self.components, self.params, sampler, steps, num, seed, labels, eta, float64)
 
 
 def load_state(workdir: str, step: int | None = None):

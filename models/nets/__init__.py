@@ -11,6 +11,7 @@ from flax import nnx
 
 from models.nets.dit import DiT
 from models.nets.mlp import MLP
+from models.nets.transformer import SequenceTransformer
 from models.nets.unet import UNet
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -51,16 +52,44 @@ def _dit(mc, shape, num_classes, dtype, rngs):
     )
 
 
-NETWORKS = {"mlp": _mlp, "unet": _unet, "dit": _dit}
+def _transformer(mc, shape, num_classes, dtype, rngs, vocab_size):
+    if len(shape) != 1 or vocab_size < 1:
+        raise ValueError(
+            f"the transformer network takes token sequences [L] with a vocabulary, got data "
+            f"shape {shape} and vocab_size {vocab_size}"
+        )
+    return SequenceTransformer(
+        vocab_size,
+        shape[0],
+        mc.width,
+        mc.depth,
+        mc.heads,
+        mc.mlp_ratio,
+        num_classes,
+        mc.get("time_conditioning", True),
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
-def build(model_config, data_shape, num_classes: int, seed: int) -> nnx.Module:
-    """The network named by model_config.net, initialised from `seed`."""
+NETWORKS = {"mlp": _mlp, "unet": _unet, "dit": _dit, "transformer": _transformer}
+TOKEN_NETWORKS = ("transformer",)
+
+
+def build(model_config, data_shape, num_classes: int, seed: int, vocab_size: int = 0) -> nnx.Module:
+    """The network named by model_config.net, initialised from `seed`; token networks take the
+    vocabulary size (without the mask), continuous-data networks refuse token data."""
     if model_config.net not in NETWORKS:
         raise ValueError(
             f"config.model.net must be one of {sorted(NETWORKS)}, got {model_config.net!r}"
         )
     dtype = compute_dtype(model_config.dtype)
-    return NETWORKS[model_config.net](
-        model_config, tuple(data_shape), num_classes, dtype, nnx.Rngs(seed)
-    )
+    args = (model_config, tuple(data_shape), num_classes, dtype, nnx.Rngs(seed))
+    if model_config.net in TOKEN_NETWORKS:
+        return NETWORKS[model_config.net](*args, vocab_size)
+    if vocab_size:
+        raise ValueError(
+            f"config.model.net={model_config.net!r} is for continuous data; token data "
+            f"(vocab_size {vocab_size}) needs one of {TOKEN_NETWORKS}"
+        )
+    return NETWORKS[model_config.net](*args)

@@ -45,16 +45,18 @@ class LabelEmbedding(nnx.Module):
 
 
 class Conditioning(nnx.Module):
-    """Time embedding plus (optional) label embedding, as one conditioning vector."""
+    """Time embedding (unless use_time=False) plus optional label embedding, as one vector."""
 
-    def __init__(self, dim: int, num_classes: int, *, dtype, rngs: nnx.Rngs):
-        self.time = TimeEmbedding(dim, dtype=dtype, rngs=rngs)
+    def __init__(self, dim: int, num_classes: int, use_time: bool = True, *, dtype, rngs: nnx.Rngs):
+        self.dim = dim
+        self.time = TimeEmbedding(dim, dtype=dtype, rngs=rngs) if use_time else None
         self.label = (
             LabelEmbedding(num_classes, dim, dtype=dtype, rngs=rngs) if num_classes else None
         )
 
     def __call__(self, t, cond):
-        emb = self.time(t)
+        batch = jnp.shape(t)[:1]
+        emb = jnp.zeros((*batch, self.dim), jnp.float32) if self.time is None else self.time(t)
         if self.label is not None:
             if cond is None:
                 cond = -jnp.ones(t.shape, jnp.int32)  # unconditional = null class

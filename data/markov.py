@@ -1,0 +1,134 @@
+"""A Markov-chain token source with a known law: exact log-probabilities, entropy rate, and the
+exact masked-diffusion denoiser by forward-backward (MATH.md §8.1e).
+
+x^1 ~ pi0, x^{i+1} | x^i ~ P[x^i]; for an all-masked-but-some sequence z, the exact denoiser is
+p(x^i = v | x^U), the smoothing marginal of the chain with the unmasked positions clamped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+NEG = -1e9
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MarkovChain:
+    """Initial law pi0 [V] and transition matrix P [V, V] (rows: the current token)."""
+
+    pi0: np.ndarray
+    transition: np.ndarray
+
+    def __post_init__(self):
+        v = len(self.pi0)
+        if self.transition.shape != (v, v):
+            raise ValueError(f"transition must be [{v}, {v}], got {self.transition.shape}")
+        for name, p in (("pi0", self.pi0), ("transition rows", self.transition)):
+            if (p < 0).any() or not np.allclose(p.sum(-1), 1.0):
+                raise ValueError(f"{name} must be probability vectors, got {p}")
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.pi0)
+
+    def sample(self, key: jax.Array, length: int) -> jax.Array:
+        """One sequence [length] of int32 tokens."""
+        k0, k_rest = jax.random.split(key)
+        log_p = jnp.log(jnp.asarray(self.transition, jnp.float32))
+        x0 = jax.random.categorical(k0, jnp.log(jnp.asarray(self.pi0, jnp.float32)))
+
+        def step(x, k):
+            nxt = jax.random.categorical(k, log_p[x])
+            return nxt, nxt
+
+        _, rest = jax.lax.scan(step, x0, jax.random.split(k_rest, length - 1))
+        return jnp.concatenate([x0[None], rest]).astype(jnp.int32)
+
+    def log_prob(self, x: np.ndarray) -> np.ndarray:
+        """log p(x) per sequence, x [N, L] (float64, numpy)."""
+        x = np.asarray(x)
+        lp = np.log(self.pi0)[x[:, 0]]
+        return lp + np.log(self.transition)[x[:, :-1], x[:, 1:]].sum(axis=1)
+
+    def stationary(self) -> np.ndarray:
+        """pi with pi P = pi (the left eigenvector of eigenvalue 1)."""
+        w, vecs = np.linalg.eig(self.transition.T)
+        pi = np.real(vecs[:, np.argmin(np.abs(w - 1.0))])
+        return pi / pi.sum()
+
+    def entropy_rate(self) -> float:
+        """h = sum_v pi(v) H(P[v]) in nats per token (pi stationary)."""
+        row_h = -np.sum(self.transition * np.log(self.transition + 1e-300), axis=1)
+        return float(self.stationary() @ row_h)
+
+    def sequence_entropy(self, length: int) -> float:
+        """H(x^1..x^L) in nats = H(pi0) + sum_i E_{x^i ~ pi_i} H(P[x^i])."""
+        row_h = -np.sum(self.transition * np.log(self.transition + 1e-300), axis=1)
+        pi, total = self.pi0.astype(np.float64), -np.sum(self.pi0 * np.log(self.pi0 + 1e-300))
+        for _ in range(length - 1):
+            total += pi @ row_h
+            pi = pi @ self.transition
+        return float(total)
+
+    def all_sequences(self, length: int) -> np.ndarray:
+        """Every sequence of `length` tokens [V^L, L], in lexicographic order."""
+        v = self.vocab_size
+        return np.stack(np.unravel_index(np.arange(v**length), (v,) * length), axis=1)
+
+    def denoiser_logits(self, z: jax.Array, mask_id: int) -> jax.Array:
+        """log p(x^i = v | unmasked positions of z) for every position, z [B, L] -> [B, L, V].
+
+        Forward-backward in log space with the observations clamped: e_i(v) = 0 if z^i is the
+        mask or v, else NEG. It does not depend on t (the exact denoiser is time-agnostic).
+        """
+        v = self.vocab_size
+        log_pi0 = jnp.log(jnp.asarray(self.pi0, jnp.float32))
+        log_p = jnp.log(jnp.asarray(self.transition, jnp.float32))
+        obs = jnp.where(
+            (z[..., None] == mask_id) | (z[..., None] == jnp.arange(v)), 0.0, NEG
+        )  # [B, L, V]
+
+        def fwd(a, e):
+            a = jax.nn.logsumexp(a[:, :, None] + log_p[None], axis=1) + e
+            return a, a
+
+        def bwd(b, e):
+            b = jax.nn.logsumexp(log_p[None] + (e + b)[:, None, :], axis=2)
+            return b, b
+
+        obs_t = jnp.swapaxes(obs, 0, 1)  # [L, B, V]
+        a0 = log_pi0[None] + obs_t[0]
+        _, a_rest = jax.lax.scan(fwd, a0, obs_t[1:])
+        alpha = jnp.concatenate([a0[None], a_rest])
+        b_last = jnp.zeros_like(a0)
+        _, b_rest = jax.lax.scan(bwd, b_last, obs_t[1:], reverse=True)
+        beta = jnp.concatenate([b_rest, b_last[None]])
+        post = alpha + beta
+        post = post - jax.nn.logsumexp(post, axis=-1, keepdims=True)
+        return jnp.swapaxes(post, 0, 1)
+
+    def denoiser(self, mask_id: int):
+        """The exact denoiser (z, t, cond) -> logits, for samplers and the ELBO."""
+        return lambda z, t, cond=None: self.denoiser_logits(z, mask_id)
+
+
+def toy_chain() -> MarkovChain:
+    """MATH.md §8.1e: V = 3, pi0 = (0.5, 0.3, 0.2), entropy of 4 tokens 3.944881 nats."""
+    return MarkovChain(
+        np.array([0.5, 0.3, 0.2]),
+        np.array([[0.1, 0.6, 0.3], [0.5, 0.1, 0.4], [0.3, 0.3, 0.4]]),
+    )
+
+
+def source_chain(vocab_size: int = 8, seed: int = 0, concentration: float = 0.3) -> MarkovChain:
+    """A random chain for training ("masked_markov"): Dirichlet(concentration) rows, started from
+    its stationary law so every position has the same marginal."""
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.full(vocab_size, concentration), size=vocab_size)
+    p = 0.98 * p + 0.02 / vocab_size  # every transition possible: finite log-probabilities
+    chain = MarkovChain(np.full(vocab_size, 1.0 / vocab_size), p)
+    return MarkovChain(chain.stationary(), p)
