@@ -15,13 +15,13 @@ def get_config():
     c.model.time_conditioning = False  # the optimal denoiser is time-agnostic (MATH.md §3.2)
     c.process = masked_process()
     c.optim.lr = 1e-3
-    c.optim.warmup_steps = 500
+    c.optim.warmup_steps = 1000
     c.optim.weight_decay = 0.01
-    c.train.steps = 4000
+    c.train.steps = 15000
     c.train.batch_size = 64
     c.train.steps_per_call = 10
     c.train.log_every = 200
-    c.train.eval_every = 2000
+    c.train.eval_every = 5000
     c.train.save_every = 1000
     c.eval.sampler = "ancestral"
     c.eval.steps = 64  # T = L

@@ -49,26 +49,25 @@ class NGram:
         pos = np.clip(np.searchsorted(keys, query), 0, len(keys) - 1)
         return np.where(keys[pos] == query, counts[pos], 0)
 
-    def log_prob_stream(self, stream: np.ndarray) -> np.ndarray:
-        """log p(x_i | x_{i-order+1..i-1}) for i >= order - 1 of a 1-D stream (nats)."""
-        stream = np.asarray(stream, np.int64)
-        start = self.order - 1
-        target = stream[start:]
-        p = np.full(len(target), 1.0 / self.vocab)
+    def log_probs(self, seq: np.ndarray) -> np.ndarray:
+        """log p(x_i | up to order-1 previous tokens) for every position of a 1-D sequence (nats);
+        near the start the context is truncated, so every token is scored."""
+        seq = np.asarray(seq, np.int64)
+        p = np.full(len(seq), 1.0 / self.vocab)
         kv = self.k * self.vocab
-        for n in range(self.order):
+        for n in range(min(self.order, len(seq))):
             keys, counts, ctx_keys, ctx_counts = self.tables[n]
-            ctx = _context_ids(stream[start - n :], n, self.vocab)
-            joint = self._lookup(keys, counts, ctx * self.vocab + target)
+            ctx = _context_ids(seq, n, self.vocab)
+            joint = self._lookup(keys, counts, ctx * self.vocab + seq[n:])
             total = self._lookup(ctx_keys, ctx_counts, ctx)
-            p = (joint + kv * p) / (total + kv)
+            p[n:] = (joint + kv * p[n:]) / (total + kv)
         return np.log(p)
 
     def bits_per_token(self, sequences: np.ndarray) -> float:
-        """Mean bits per predicted token over sequences [N, L] (the first order-1 tokens of each
-        sequence serve as context only)."""
-        lp = [self.log_prob_stream(row) for row in np.asarray(sequences)]
-        return float(-np.mean(np.concatenate(lp)) / math.log(2))
+        """Mean bits per token over sequences [N, L], each scored on its own (no outside context,
+        as the masked model's NELBO)."""
+        lp = np.concatenate([self.log_probs(row) for row in np.asarray(sequences)])
+        return float(-np.mean(lp) / math.log(2))
 
 
 def markov_report(samples, chain, reference) -> dict:

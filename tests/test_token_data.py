@@ -125,3 +125,18 @@ def test_family_must_fit_the_data():
     c.model.net = "dit"
     with pytest.raises(ValueError, match="token data"):
         run.build(c)
+
+
+def test_ngram_is_normalised_and_learns_a_deterministic_stream():
+    from metrics.tokens import NGram
+
+    stream = np.tile(np.arange(5), 200)
+    model = NGram.fit(stream, vocab=6, order=3, k=0.1)
+    seq = np.array([0, 1, 2, 3, 4, 0, 1])
+    # every conditional sums to one over the vocabulary
+    for i in range(len(seq)):
+        total = sum(np.exp(model.log_probs(np.r_[seq[:i], v])[-1]) for v in range(6))
+        assert abs(total - 1.0) < 1e-9
+    # after two tokens of context the next one is nearly certain
+    assert model.bits_per_token(np.tile(seq, (3, 1))) < 1.0
+    assert NGram.fit(stream, 6, 1, 0.1).bits_per_token(seq[None]) > 2.0
