@@ -26,7 +26,7 @@ def report(samples, dataset, n: int = 2000, seed: int = 0) -> dict:
     if getattr(dataset, "law", None) is not None:
         return tokens.markov_report(samples, dataset.law, dataset.reference(n, seed))
     if hasattr(dataset, "stream"):
-        return tokens.text_report(samples, dataset, dataset.reference(n, seed))
+        return tokens.text_report(samples, dataset, n, seed)
     if dataset.kind == "points":
         return distances.point_cloud_report(samples, dataset, n, seed)
     return {}
