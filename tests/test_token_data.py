@@ -140,3 +140,19 @@ def test_ngram_is_normalised_and_learns_a_deterministic_stream():
     # after two tokens of context the next one is nearly certain
     assert model.bits_per_token(np.tile(seq, (3, 1))) < 1.0
     assert NGram.fit(stream, 6, 1, 0.1).bits_per_token(seq[None]) > 2.0
+
+
+def test_digit_token_samples_are_scored_and_shown_as_images(tmp_path):
+    import metrics
+
+    d = data.build(data_config(name="digits_tokens", seq_len=0))
+    real = d.reference(400, seed=3)
+    good = metrics.report(real, d, n=200, seed=0)
+    noise = np.random.default_rng(0).integers(0, 17, real.shape).astype(np.int32)
+    bad = metrics.report(noise, d, n=200, seed=0)
+    assert good["frechet_distance"] < 3 * good["frechet_distance_data"] < bad["frechet_distance"]
+    path = run.show(d, real[:32], str(tmp_path / "s"), "digits")
+    assert path.endswith(".png") and (tmp_path / "s.png").exists()
+    text = data.build(data_config())
+    path = run.show(text, text.reference(3, 0), str(tmp_path / "t"), "text")
+    assert len(open(path, encoding="utf-8").read().splitlines()) == 4
