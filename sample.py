@@ -38,6 +38,11 @@ def main(argv):
     run = load_run(_WORKDIR.value, _STEP.value)
     sampler = _SAMPLER.value or run.config.eval.sampler
     samplers.check(run.config.process.family, sampler, _ETA.value)
+    if _FLOAT32.value and run.config.process.family not in samplers.DISCRETE_FAMILIES:
+        raise app.UsageError(
+            f"--categorical_float32 applies to the discrete families {samplers.DISCRETE_FAMILIES}; "
+            f"this run is {run.config.process.family!r}"
+        )
     steps = _STEPS.value or run.config.eval.steps
     num = _NUM.value or run.config.eval.num_samples
     if steps <= 0 or num <= 0:

@@ -35,6 +35,13 @@ class MaskSchedule:
     m: Callable[[jax.Array], jax.Array]
     eps: float = 0.0
 
+    def __post_init__(self):
+        if not 0.0 <= self.eps < 0.5:
+            raise ValueError(
+                f"mask schedule clip eps (config.process.mask_eps) must lie in [0, 0.5), "
+                f"got {self.eps}"
+            )
+
     def mask_prob(self, t):
         """1 - alpha_t: the probability that a position is masked at time t."""
         return (1.0 - 2.0 * self.eps) * self.m(jnp.asarray(t, jnp.float32)) + self.eps

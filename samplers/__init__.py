@@ -26,6 +26,7 @@ MASKED_SAMPLERS = {
 }
 SAMPLERS = {"flow": GAUSSIAN_SAMPLERS, "diffusion": GAUSSIAN_SAMPLERS, "masked": MASKED_SAMPLERS}
 TAKES_ETA = ("ddim", "em")
+DISCRETE_FAMILIES = ("masked",)  # families whose samplers draw categoricals (float64 switch)
 
 
 def check(family: str, name: str, eta=None) -> None:

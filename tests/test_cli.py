@@ -64,6 +64,14 @@ def test_train_then_sample(tmp_path):
     )
     assert bad.returncode != 0
     assert "sampler 'first_hitting' is not available for the 'flow' family" in bad.stderr
+    bad = subprocess.run(
+        [sys.executable, "sample.py", f"--workdir={work}", "--categorical_float32"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode != 0 and "applies to the discrete families" in bad.stderr
 
     run = load_run(str(work), step=50)
     assert run.step == 50 and run.config.name == "flow_checkerboard"

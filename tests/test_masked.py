@@ -252,3 +252,12 @@ def test_confidence_sampler_unmasks_k_per_step_and_never_changes_tokens():
     one, two = np.asarray(one), np.asarray(two)
     assert (one != MASK).any() and not (two == MASK).any()
     np.testing.assert_array_equal(two[one != MASK], one[one != MASK])
+
+
+def test_bad_schedule_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="must lie in \\[0, 0.5\\), got 0.7"):
+        masked.linear(0.7)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        masked.build_schedule("exponential", 0.0)
+    with pytest.raises(ValueError, match="power must be positive"):
+        masked.polynomial(0.0)

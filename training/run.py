@@ -48,7 +48,7 @@ def build(config) -> Components:
     return Components(config, dataset, graphdef, params, process, num_classes)
 
 
-DISCRETE_FAMILIES = ("masked",)
+DISCRETE_FAMILIES = samplers.DISCRETE_FAMILIES
 
 
 def check_family_fits_data(family: str, dataset) -> None:
