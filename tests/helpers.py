@@ -51,9 +51,18 @@ def overrides(
 
 
 def run_train(args, env_extra=None, timeout=600):
+    return run_script("train.py", args, env_extra, timeout)
+
+
+def run_sample(args, timeout=300):
+    return run_script("sample.py", args, timeout=timeout)
+
+
+def run_script(script, args, env_extra=None, timeout=600):
+    """`python <script> <args>` from the repository root, output captured as text."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "train.py"), *args],
+        [sys.executable, os.path.join(ROOT, script), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -2,12 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 
-from tests.helpers import ROOT, run_train
+from tests.helpers import run_sample, run_train
 from training.run import load_run
 
 
@@ -35,19 +33,13 @@ def test_train_then_sample(tmp_path):
     assert {"loss", "grad_norm", "lr", "steps_per_sec"} <= set(records[0])
     assert any("sliced_wasserstein_data" in r for r in records)
 
-    s = subprocess.run(
+    s = run_sample(
         [
-            sys.executable,
-            "sample.py",
             f"--workdir={work}",
             "--num_samples=300",
             "--sampler=euler",
             "--steps=20",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        ]
     )
     assert s.returncode == 0, s.stderr[-3000:]
     x = np.load(work / "samples" / "samples.npz")["x"]
@@ -55,22 +47,10 @@ def test_train_then_sample(tmp_path):
     assert (work / "samples" / "samples.png").exists()
     assert json.load(open(work / "samples" / "metrics.json"))["nfe"] == 20
 
-    bad = subprocess.run(
-        [sys.executable, "sample.py", f"--workdir={work}", "--sampler=first_hitting"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = run_sample([f"--workdir={work}", "--sampler=first_hitting"])
     assert bad.returncode != 0
     assert "sampler 'first_hitting' is not available for the 'flow' family" in bad.stderr
-    bad = subprocess.run(
-        [sys.executable, "sample.py", f"--workdir={work}", "--categorical_float32"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = run_sample([f"--workdir={work}", "--categorical_float32"])
     assert bad.returncode != 0 and "applies to the discrete families" in bad.stderr
 
     run = load_run(str(work), step=50)
@@ -82,11 +62,5 @@ def test_train_then_sample(tmp_path):
 
 
 def test_sample_without_checkpoint_is_clear(tmp_path):
-    s = subprocess.run(
-        [sys.executable, "sample.py", f"--workdir={tmp_path}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    s = run_sample([f"--workdir={tmp_path}"])
     assert s.returncode != 0 and "no checkpoint in" in s.stderr

@@ -2,13 +2,11 @@
 decodes text runs; the float32 categorical switch works from the command line."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 
 from configs import masked_markov
-from tests.helpers import ROOT, run_train
+from tests.helpers import run_sample, run_train
 from training.loop import train
 
 
@@ -59,20 +57,14 @@ def test_text_run_then_sample_with_each_sampler(tmp_path):
         ("confidence", []),
         ("ancestral", ["--categorical_float32"]),
     ]:
-        s = subprocess.run(
+        s = run_sample(
             [
-                sys.executable,
-                "sample.py",
                 f"--workdir={work}",
                 f"--sampler={sampler}",
                 "--num_samples=4",
                 "--steps=8",
                 *extra,
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
+            ]
         )
         assert s.returncode == 0, s.stderr[-3000:]
         x = np.load(work / "samples" / "samples.npz")["x"]

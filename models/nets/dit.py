@@ -26,6 +26,12 @@ def modulate(x, shift, scale):
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
+def modulated_output(norm, ada, out, h, c):
+    """out(LN(h) (1 + scale) + shift), (shift, scale) = ada(silu(c)): DiT's final adaLN layer."""
+    shift, scale = jnp.split(ada(nnx.silu(c)), 2, axis=-1)
+    return out(modulate(norm(h), shift, scale))
+
+
 class DiTBlock(nnx.Module):
     """x + g1 * Attn(adaLN(x)); x + g2 * MLP(adaLN(x)); modulation initialised to zero."""
 
@@ -107,8 +113,7 @@ class DiT(nnx.Module):
         c = self.cond(t, cond)
         for block in self.blocks:
             h = block(h, c)
-        shift, scale = jnp.split(self.ada(nnx.silu(c)), 2, axis=-1)
-        h = self.out(modulate(self.norm(h), shift, scale))
+        h = modulated_output(self.norm, self.ada, self.out, h, c)
         p, g = self.patch, self.grid
         h = h.reshape(b, g, g, p, p, self.channels).transpose(0, 1, 3, 2, 4, 5)
         return h.reshape(b, g * p, g * p, self.channels).astype(jnp.float32)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.nets.dit import DiTBlock, modulate
+from models.nets.dit import DiTBlock, modulated_output
 from models.nets.embeddings import Conditioning
 
 
@@ -59,5 +59,4 @@ class SequenceTransformer(nnx.Module):
         c = self.cond(t, cond)
         for block in self.blocks:
             h = block(h, c)
-        shift, scale = jnp.split(self.ada(nnx.silu(c)), 2, axis=-1)
-        return self.out(modulate(self.norm(h), shift, scale)).astype(jnp.float32)
+        return modulated_output(self.norm, self.ada, self.out, h, c).astype(jnp.float32)
