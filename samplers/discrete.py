@@ -1,5 +1,7 @@
-"""Samplers of masked (absorbing-state) diffusion, through the shared `solvers.scan_grid` loop
-(MATH.md §3.3). Each is `sampler(key, denoiser, process, shape, cond, grid) -> (tokens, info)`.
+"""Samplers of the discrete families, through the shared `solvers.scan_grid` loop. Each is
+`sampler(key, denoiser, process, shape, cond, grid) -> (x, info)`.
+
+Masked diffusion (MATH.md §3.3):
 
 - `ancestral`: the exact T-step reverse chain in decoupled form; a time-agnostic network's output
   is reused while no token of the batch has changed (MDLM's cache), so NFE <= min(T, L).
@@ -9,6 +11,12 @@
   sample the model's distribution (biased), so never use it for likelihoods or oracle tests.
 
 Categorical draws are float64 Gumbel-max by default (`float64=False` for the float32 variant).
+
+Count flows (birth-death processes, MATH.md §4.5):
+- `tau_leaping`: Poisson births and binomially thinned deaths per step; never negative.
+- `unit_jump`: at most one jump per coordinate per step (competing hazards).
+- `exact`: event-by-event simulation (Gillespie); exact by thinning when an upper bound on the
+  total rate is given, otherwise with rates frozen between events and grid times.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ import jax
 import jax.numpy as jnp
 
 from models.categorical import categorical
-from samplers.solvers import Bound, scan_grid
+from models.counts import NEG
+from samplers.solvers import Bound, Step, make_sampler, scan_grid
 
 
 def log_probs(model: Bound, z, t):
@@ -111,5 +120,97 @@ def confidence(float64: bool = True):
 
         z = scan_grid(move, key, z, grid)
         return z, {"nfe": jnp.array(grid.shape[0] - 1, jnp.int32)}
+
+    return sampler
+
+
+# -- count flows ---------------------------------------------------------------------------------
+
+
+def tau_leap_move(key, model, x, t, s):
+    """x_s = x_t + Poisson(lambda h) - Binomial(x_t, 1 - exp(-beta h)) (MATH.md §4.5, 1)."""
+    return model.process.posterior(key, x, t, s, model.pred(x, t))
+
+
+def unit_jump_move(key, model, x, t, s):
+    """At most one +-1 jump per coordinate with competing hazards (MATH.md §4.5, 2)."""
+    return model.process.unit_jump(key, x, t, s, model.pred(x, t))
+
+
+tau_leaping = make_sampler(Step(tau_leap_move, nfe=1))
+unit_jump = make_sampler(Step(unit_jump_move, nfe=1))
+
+
+def event_log_rates(process, pred, x):
+    """[B, 2D] log-rates of every possible event: births of each coordinate, then deaths
+    (log 0 = NEG where x = 0)."""
+    lb, ld = process.log_rates(pred, x)
+    alive = x > 0
+    log_death = jnp.where(alive, jnp.log(jnp.maximum(x, 1).astype(jnp.float32)) + ld, NEG)
+    return jnp.concatenate([lb, log_death], axis=-1)
+
+
+def exact(float64: bool = True, rate_bound=None, max_events: int = 1_000_000):
+    """Event-by-event simulation from grid[0] down to grid[-1], one network call per event for
+    the whole batch (MATH.md §4.5, 3).
+
+    rate_bound(x, t, t_end) -> [B]: an upper bound on the total rate sum_d lambda_d + mu_d at state
+    x over [t_end, t]. With it the sampler is exact (Lewis-Shedler thinning): a candidate time
+    t - E, E ~ Exp(bound), is accepted with probability R(x, t - E) / bound. Without it the rates
+    are frozen from the last event or grid time (exact for rates constant on grid intervals).
+    info: nfe, events (accepted jumps per example), unfinished (examples stopped by max_events
+    before reaching grid[-1]: raise max_events if it is not 0) and bound_violations (candidates
+    whose rate exceeded rate_bound: the result is not exact unless it is 0).
+    """
+
+    def sampler(key, denoiser, process, shape, cond, grid):
+        k_prior, key = jax.random.split(key)
+        x = process.prior(k_prior, shape, grid[0])
+        batch, dim = shape
+        last = grid.shape[0] - 1
+        t_end = grid[-1]
+
+        def body(state):
+            x, t, node, done, n, events, violations = state
+            k_time, k_accept, k_event = jax.random.split(jax.random.fold_in(key, n), 3)
+            wait = jax.random.exponential(k_time, (batch,))
+            if rate_bound is None:
+                pred = denoiser(x, t, cond)
+                total = jnp.sum(jnp.sum(jnp.stack(process.rates(pred, x)), 0), -1)
+                t_next = grid[jnp.minimum(node + 1, last)]
+                jump = (t - wait / total > t_next) & ~done
+                t_new = jnp.where(jump, t - wait / total, t_next)
+                node = jnp.where(jump, node, node + 1)
+                finished = node >= last
+            else:
+                bound = rate_bound(x, t, t_end)
+                candidate = t - wait / bound
+                finished = candidate <= t_end
+                t_new = jnp.where(finished, t_end, candidate)
+                pred = denoiser(x, t_new, cond)
+                total = jnp.sum(jnp.sum(jnp.stack(process.rates(pred, x)), 0), -1)
+                accept = jax.random.uniform(k_accept, (batch,)) * bound < total
+                jump = accept & ~finished & ~done
+                over = total > bound * (1.0 + 1e-5)  # beyond float32 rounding
+                violations = violations + jnp.sum(over & ~finished & ~done)
+            event = categorical(k_event, event_log_rates(process, pred, x), float64)
+            step = jnp.where(event < dim, 1, -1)[:, None] * jax.nn.one_hot(
+                event % dim, dim, dtype=jnp.int32
+            )
+            x = x + jnp.where(jump[:, None], step, 0)
+            t = jnp.where(done, t, t_new)
+            events = events + jump.astype(jnp.int32)
+            return x, t, node, done | finished, n + 1, events, violations
+
+        def going(state):
+            return (state[4] < max_events) & ~jnp.all(state[3])
+
+        t0 = jnp.full((batch,), grid[0], jnp.float32)
+        zeros = jnp.zeros((batch,), jnp.int32)
+        no = jnp.array(0, jnp.int32)
+        state = (x, t0, zeros, jnp.zeros((batch,), bool), no, zeros, no)
+        x, _, _, done, n, events, violations = jax.lax.while_loop(going, body, state)
+        info = {"nfe": n, "events": events, "unfinished": jnp.sum(~done)}
+        return x, info | {"bound_violations": violations}
 
     return sampler
