@@ -52,6 +52,21 @@ def masked_process() -> ml_collections.ConfigDict:
     return p
 
 
+def counts_process() -> ml_collections.ConfigDict:
+    """Count flow matching (MATH.md §4): birth-death bridge, Poisson rate matching."""
+    p = ml_collections.ConfigDict()
+    p.family = "counts"
+    p.source = "poisson"  # poisson | negbin | zeros | data (the data set's source population)
+    p.source_rate = 1.0  # poisson / negbin mean (count-FM: Poisson(1))
+    p.source_shape = 1.0  # negbin shape r
+    p.coupling = "independent"  # independent | ot (minibatch exact OT on the global batch)
+    p.ot_cost = "l1"  # l1 | sqeuclidean | poisson
+    p.t_eps = 1e-4
+    p.grid_power = 0.5  # sampling grid t_k = (1 - k/K)^power, dense near t = 1 (tau-leaping)
+    p.label_dropout = 0.0
+    return p
+
+
 def base(name: str) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = name
@@ -68,6 +83,10 @@ def base(name: str) -> ml_collections.ConfigDict:
     c.data.seq_len = 0  # token data: sequence length (text windows; arrays: 0 = as stored)
     c.data.vocab_size = 0  # token data: markov chain size; tokens_npz: the declared vocabulary
     c.data.text_mode = "chars"  # text: chars (distinct characters) | bytes (256 UTF-8 bytes)
+    c.data.dim = 0  # simulated cells: number of genes (0: 100)
+    c.data.label_key = ""  # counts_h5ad: the obs column holding labels ("" = unlabelled)
+    c.data.count_view = "counts"  # counts | log1p (dequantised points) | tokens (capped)
+    c.data.count_cap = 0  # count_view=tokens: counts above the cap become the cap
 
     c.model = ml_collections.ConfigDict()
     c.model.net = "mlp"

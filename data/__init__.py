@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data import files, markov, tokens, toy
-from data.validate import check_finite, check_labels, check_rank
+from data import counts, files, markov, tokens, toy
+from data.validate import check_counts, check_finite, check_labels, check_rank
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,7 @@ class GeneratedDataset:
     num_classes: int = 0
     vocab_size: int = 0  # token data: the number of real tokens
     law: object = None  # the known distribution, where there is one (data.markov.MarkovChain)
+    source: Callable | None = None  # a source population draw(key, n) (count transport)
 
     @functools.cached_property
     def _draw(self):
@@ -42,13 +43,21 @@ class GeneratedDataset:
     def batch(self, step: int, start: int, size: int, global_batch: int | None = None) -> dict:
         del global_batch  # examples are keyed by their index: no epochs to track
         key = jax.random.fold_in(jax.random.key(self.seed), step)
-        x = self._draw(key, jnp.arange(start, start + size, dtype=jnp.uint32))
-        return {"x": np.asarray(x)}
+        out = self._draw(key, jnp.arange(start, start + size, dtype=jnp.uint32))
+        return {k: np.asarray(v) for k, v in (out if isinstance(out, dict) else {"x": out}).items()}
+
+    def _reference(self, n: int, seed: int) -> dict:
+        key = jax.random.fold_in(jax.random.key(self.seed + 1_000_003), seed)
+        out = self._draw(key, jnp.arange(n, dtype=jnp.uint32))
+        return {k: np.asarray(v) for k, v in (out if isinstance(out, dict) else {"x": out}).items()}
 
     def reference(self, n: int, seed: int) -> np.ndarray:
         """n fresh draws, independent of every training batch (a different key stream)."""
-        key = jax.random.fold_in(jax.random.key(self.seed + 1_000_003), seed)
-        return np.asarray(self._draw(key, jnp.arange(n, dtype=jnp.uint32)))
+        return self._reference(n, seed)["x"]
+
+    def reference_labels(self, n: int, seed: int) -> np.ndarray | None:
+        """The labels of `reference(n, seed)` (generators that return {'x', 'label'})."""
+        return self._reference(n, seed).get("label")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -184,6 +193,70 @@ def token_arrays(path: str, vocab_size: int, seq_len: int, seed: int) -> ArrayDa
 
 
 TOKEN_DATA = ("text", "text_file", "markov", "digits_tokens", "tokens_npz")
+COUNT_DATA = ("cells", "cells_transport", "spikes", "digits_counts", "counts_npz", "counts_h5ad")
+
+
+def cells(seed: int, genes: int = 100, condition: str = "base") -> GeneratedDataset:
+    """Simulated scRNA-seq counts (data.counts.cell_law), labels = cell type."""
+    law = counts.cell_law(genes, condition=condition)
+    return GeneratedDataset(
+        "cells", law.sample, seed, (genes,), "counts", num_classes=law.types, law=law
+    )
+
+
+def cells_transport(seed: int, genes: int = 100) -> GeneratedDataset:
+    """Target: the 'aged' tissue; its source population (`source`): the base tissue."""
+    source = counts.generated_draw(counts.cell_law(genes, condition="base").sample)
+    return dataclasses.replace(cells(seed, genes, "aged"), name="cells_transport", source=source)
+
+
+def spikes(seed: int, neurons: int = 24, bins: int = 16) -> GeneratedDataset:
+    """Simulated binned spike counts of a population with 2-D latent dynamics, [bins * neurons]."""
+    law = counts.spike_law(neurons, bins)
+    return GeneratedDataset("spikes", law.sample, seed, (bins * neurons,), "counts", law=law)
+
+
+def digit_counts(seed: int, split: str = "all") -> ArrayDataset:
+    """The digits' 64 pixel intensities 0..16 as counts, labels 0..9."""
+    d = digits(seed, split)
+    x = np.rint((d.x[..., 0] + 1.0) * 8.0).astype(np.int32).reshape(len(d.x), -1)
+    return dataclasses.replace(d, name="digits_counts", x=x, kind="counts")
+
+
+def count_arrays(name: str, x, label, seed: int, columns=None) -> ArrayDataset:
+    """A user's count matrix, checked (non-negative integers; errors name the column)."""
+    x = check_counts(name, np.asarray(x), columns)
+    num_classes = 0
+    if label is not None:
+        num_classes = int(label.max()) + 1
+        check_labels(f"{name} label", label, num_classes, len(x))
+    return ArrayDataset(name, x, label, seed, "counts", num_classes)
+
+
+def count_data(dc):
+    """The count data set of config.data (before any view)."""
+    name, seed = dc.name, dc.seed
+    if name == "cells":
+        return cells(seed, dc.dim or 100)
+    if name == "cells_transport":
+        return cells_transport(seed, dc.dim or 100)
+    if name == "spikes":
+        return spikes(seed)
+    if name == "digits_counts":
+        return digit_counts(seed, dc.get("split", "train"))
+    if name == "counts_npz":
+        x, label = files.read_npz(dc.path)
+        return count_arrays(f"{dc.path}['x']", x, label, seed)
+    x, label, columns = files.read_h5ad(dc.path, dc.label_key)
+    return count_arrays(dc.path, x, label, seed, columns)
+
+
+def with_view(dataset, dc):
+    """Counts as they are, or seen as points / tokens by config.data.count_view (baselines)."""
+    view = dc.get("count_view", "counts")
+    if view == "counts":
+        return dataset
+    return counts.CountView(dataset, view, dc.get("count_cap", 0))
 
 
 def build(data_config):
@@ -208,6 +281,8 @@ def build(data_config):
         return d
     if name == "tokens_npz":
         return token_arrays(data_config.path, data_config.vocab_size, seq_len, seed)
+    if name in COUNT_DATA:
+        return with_view(count_data(data_config), data_config)
     if name in toy.GENERATORS:
         return GeneratedDataset(name, toy.GENERATORS[name], seed, (2,))
     if name == "digits":
@@ -219,5 +294,5 @@ def build(data_config):
     if name == "image_folder":
         x, label = files.load_image_folder(data_config.path)
         return from_arrays(data_config.path, x, label, seed, data_config.get("num_classes", 0))
-    known = sorted([*toy.GENERATORS, *TOKEN_DATA, "digits", "npz", "image_folder"])
+    known = sorted([*toy.GENERATORS, *TOKEN_DATA, *COUNT_DATA, "digits", "npz", "image_folder"])
     raise ValueError(f"config.data.name must be one of {known}, got {name!r}")

@@ -84,3 +84,28 @@ def load_image_folder(path: str):
     if label is not None:
         check_labels(f"labels of {path!r}", label, len(classes), len(x))
     return x, label
+
+
+def read_h5ad(path: str, label_key: str = ""):
+    """(X as a dense array, labels from obs[label_key] as category codes or None, gene names) of
+    an AnnData .h5ad file; needs the optional `anndata` package (pip install -e ".[h5ad]")."""
+    _require_file(path, "an AnnData .h5ad file")
+    try:
+        import anndata
+    except ImportError as e:
+        raise ImportError(
+            f"reading {path!r} needs the optional package anndata: pip install -e '.[h5ad]'"
+        ) from e
+    adata = anndata.read_h5ad(path)
+    x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    if x.shape[0] == 0:
+        raise ValueError(f"{path}: X is empty (shape {x.shape})")
+    label = None
+    if label_key:
+        if label_key not in adata.obs:
+            raise ValueError(
+                f"config.data.label_key={label_key!r} is not a column of {path}'s obs; "
+                f"found {sorted(adata.obs.columns)}"
+            )
+        label = np.asarray(adata.obs[label_key].astype("category").cat.codes, np.int32)
+    return x, label, list(map(str, adata.var_names))

@@ -54,3 +54,35 @@ def check_tokens(name: str, x: np.ndarray, vocab_size: int) -> None:
             f"{name} holds token {int(x[idx])} at index {idx}, outside the vocabulary "
             f"[0, {vocab_size - 1}] (config.data.vocab_size={vocab_size}; {int(bad.sum())} bad)"
         )
+
+
+def check_counts(name: str, x: np.ndarray, columns=None) -> np.ndarray:
+    """Counts: a numeric [N, D] array of finite, non-negative integers (integer-valued floats are
+    accepted exactly); returns int32. Errors name the column (and its name, if given)."""
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a count matrix [N, D], got shape {x.shape}")
+    if x.dtype == bool or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"{name} must hold numbers, got dtype {x.dtype}")
+
+    def where(bad, what):
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        col = f"column {j}" + (f" ({columns[j]!r})" if columns is not None else "")
+        raise ValueError(
+            f"counts must be non-negative integers, got {what} {x[i, j].item():g} in {col} of "
+            f"{name} (row {i}; {int(bad.sum())} such values)"
+        )
+
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            where(bad, "non-finite")
+    bad = x < 0
+    if bad.any():
+        where(bad, "negative")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = x != np.floor(x)
+        if bad.any():
+            where(bad, "non-integer")
+    if x.size and x.max() > np.iinfo(np.int32).max:
+        where(x > np.iinfo(np.int32).max, "too large (int32)")
+    return x.astype(np.int32)

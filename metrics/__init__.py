@@ -1,8 +1,9 @@
-"""Sample-quality metrics: point-cloud distances (2-D / vectors) and a digits Frechet distance."""
+"""Sample-quality metrics: point-cloud distances (2-D / vectors), a digits Frechet distance, token
+likelihoods and n-grams, and count statistics."""
 
 import numpy as np
 
-from metrics import distances, frechet, tokens
+from metrics import counts, distances, frechet, tokens
 
 
 def sampling_labels(dataset, n: int, seed: int = 0):
@@ -17,6 +18,10 @@ def sampling_labels(dataset, n: int, seed: int = 0):
 
 def report(samples, dataset, n: int = 2000, seed: int = 0) -> dict:
     """The quality numbers for this kind of data, each next to its data-vs-data reference."""
+    if hasattr(dataset, "to_counts"):  # counts modelled through another family's view
+        samples, dataset = dataset.to_counts(samples), dataset.base
+    if dataset.kind == "counts":
+        return counts.count_report(samples[:n], dataset.reference(2 * n, seed))
     if dataset.name == "digits":
         return frechet.digits_report(samples, dataset, n, seed)
     if dataset.name == "digits_tokens":

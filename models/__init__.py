@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from models import continuous, flow, masked
+from models import continuous, counts, flow, masked
 
 
 def split(net: nnx.Module):
@@ -32,18 +32,20 @@ def denoiser(graphdef, params):
 
 
 PROCESSES = {
-    "flow": lambda config, vocab_size: flow.build_process(config),
-    "diffusion": lambda config, vocab_size: continuous.build_process(config),
-    "masked": masked.build_process,
+    "flow": lambda config, vocab_size, source: flow.build_process(config),
+    "diffusion": lambda config, vocab_size, source: continuous.build_process(config),
+    "masked": lambda config, vocab_size, source: masked.build_process(config, vocab_size),
+    "counts": lambda config, vocab_size, source: counts.build_process(config, source),
 }
 
 
-def build_process(config, vocab_size: int = 0):
-    """The process (forward corruption, loss, posterior) for config.process.family; discrete
-    families take the data's vocabulary size."""
+def build_process(config, vocab_size: int = 0, source=None):
+    """The process (forward corruption, loss, posterior) for config.process.family; masked
+    diffusion takes the data's vocabulary size, counts the data's source population draw (if
+    any)."""
     family = config.process.family
     if family not in PROCESSES:
         raise ValueError(
             f"config.process.family must be one of {sorted(PROCESSES)}, got {family!r}"
         )
-    return PROCESSES[family](config, vocab_size)
+    return PROCESSES[family](config, vocab_size, source)

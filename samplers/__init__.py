@@ -2,7 +2,8 @@
 `sampler(key, denoiser, process, shape, cond, grid) -> (samples, info)`.
 
 `get(family, name, eta)` gives the sampler and `grid(name, process, steps)` its time grid.
-Gaussian families (flow, diffusion) share `solvers`; masked diffusion has `discrete`.
+Gaussian families (flow, diffusion) share `solvers`; masked diffusion and count flows have
+`discrete`.
 """
 
 from samplers import discrete, solvers
@@ -24,9 +25,20 @@ MASKED_SAMPLERS = {
     "first_hitting": lambda eta, f64: discrete.first_hitting(f64),
     "confidence": lambda eta, f64: discrete.confidence(f64),  # biased heuristic (MaskGIT)
 }
-SAMPLERS = {"flow": GAUSSIAN_SAMPLERS, "diffusion": GAUSSIAN_SAMPLERS, "masked": MASKED_SAMPLERS}
+COUNT_SAMPLERS = {
+    "tau_leaping": lambda eta, f64: discrete.tau_leaping,
+    "unit_jump": lambda eta, f64: discrete.unit_jump,
+    "exact": lambda eta, f64: discrete.exact(f64),  # one call per event, rates frozen on the grid
+}
+SAMPLERS = {
+    "flow": GAUSSIAN_SAMPLERS,
+    "diffusion": GAUSSIAN_SAMPLERS,
+    "masked": MASKED_SAMPLERS,
+    "counts": COUNT_SAMPLERS,
+}
 TAKES_ETA = ("ddim", "em")
-DISCRETE_FAMILIES = ("masked",)  # families whose samplers draw categoricals (float64 switch)
+DISCRETE_FAMILIES = ("masked", "counts")  # families whose samplers draw categoricals (float64)
+DATA_KIND = {"masked": "tokens", "counts": "counts"}  # others model points / images
 
 
 def check(family: str, name: str, eta=None) -> None:
@@ -54,8 +66,12 @@ def get(family: str, name: str, eta=None, float64: bool = True):
 
 def grid(name: str, process, steps: int):
     """The time grid the sampler walks: EDM's rho grid for heun_edm; for em from the process's
-    sde_t_max; otherwise uniform from 1 to the process's t_min."""
+    sde_t_max; the process's power grid if it has one (counts); otherwise uniform from 1 to the
+    process's t_min."""
     if name == "heun_edm":
         return solvers.edm_grid(process, steps)
     t_max = getattr(process, "sde_t_max", 1.0) if name == "em" else 1.0
+    power = getattr(process, "grid_power", 1.0)
+    if power != 1.0:
+        return solvers.power_grid(steps, power, process.t_min)
     return solvers.uniform_grid(steps, t_max, process.t_min)

@@ -35,6 +35,15 @@ def shifted_grid(steps: int, shift: float, t_max: float = 1.0, t_min: float = 0.
     return shift * t / (1.0 + (shift - 1.0) * t)
 
 
+def power_grid(steps: int, power: float, t_min: float = 0.0) -> jax.Array:
+    """t_k = t_min + (1 - t_min) (1 - k/K)^power: power < 1 packs steps near t = 1."""
+    _check_steps(steps)
+    if not power > 0:
+        raise ValueError(f"grid power must be positive, got {power}")
+    u = jnp.linspace(1.0, 0.0, steps + 1, dtype=jnp.float32)
+    return t_min + (1.0 - t_min) * u**power
+
+
 def rho_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> jax.Array:
     """EDM: sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho, then 0."""
     _check_steps(steps)
@@ -98,16 +107,26 @@ class Step:
     nfe_last: int | None = None
 
 
-def scan_grid(move: Callable, key: jax.Array, x: jax.Array, grid: jax.Array):
-    """x <- move(key_k, x, t_k, t_{k+1}) for k = 0..K-1 in one lax.scan; key_k = fold_in(key, k)."""
+def scan_grid(move: Callable, key: jax.Array, x: jax.Array, grid: jax.Array, keep: bool = False):
+    """x <- move(key_k, x, t_k, t_{k+1}) for k = 0..K-1 in one lax.scan; key_k = fold_in(key, k).
+
+    keep=True also returns the states after every move, stacked [K, ...] (trajectories)."""
 
     def body(x, inputs):
         k, t, s = inputs
-        return move(jax.random.fold_in(key, k), x, t, s), None
+        x = move(jax.random.fold_in(key, k), x, t, s)
+        return x, (x if keep else None)
 
     ks = jnp.arange(grid.shape[0] - 1)
-    x, _ = jax.lax.scan(body, x, (ks, grid[:-1], grid[1:]))
-    return x
+    x, path = jax.lax.scan(body, x, (ks, grid[:-1], grid[1:]))
+    return (x, path) if keep else x
+
+
+def trajectory(step: Step, key, denoiser, process, x, cond, grid):
+    """The states [K + 1, ...] of a fixed-step sampler started from the given x at grid[0]."""
+    model = Bound(denoiser, process, cond)
+    _, path = scan_grid(lambda k, x, t, s: step.move(k, model, x, t, s), key, x, grid, keep=True)
+    return jnp.concatenate([x[None], path])
 
 
 def make_sampler(step: Step):

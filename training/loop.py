@@ -29,6 +29,7 @@ def local_batches(comp, step: int, steps_per_call: int) -> dict:
     with jax.default_device(jax.local_devices(backend="cpu")[0]):
         parts = [comp.dataset.batch(step + i, start, local, g) for i in range(steps_per_call)]
     keys = ["x", "label"] if comp.num_classes else ["x"]
+    keys += ["source"] if "source" in parts[0] else []
     if steps_per_call == 1:
         return {k: parts[0][k] for k in keys}
     return {k: np.stack([p[k] for p in parts]) for k in keys}
@@ -192,7 +193,17 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
 def summary(name: str, step: int, m: dict) -> str:
     """One line: each quality metric next to its data-vs-data value and their ratio."""
     parts = []
-    keys = ("sliced_wasserstein", "energy_distance", "frechet_distance", "ngram_bits_per_token")
+    keys = (
+        "sliced_wasserstein",
+        "energy_distance",
+        "frechet_distance",
+        "ngram_bits_per_token",
+        "mmd",
+        "pca_wasserstein",
+        "mean_error",
+        "var_error",
+        "zero_fraction_error",
+    )
     if "nll_per_token" in m:  # the Markov source: the data's exact entropy is the reference
         ref = m["entropy_per_token"]
         parts.append(
@@ -202,5 +213,6 @@ def summary(name: str, step: int, m: dict) -> str:
     for key in keys:
         if key in m:
             ref = m[f"{key}_data"]
-            parts.append(f"{key} {m[key]:.4f} (data vs data {ref:.4f}, ratio {m[key] / ref:.2f})")
+            ratio = f", ratio {m[key] / ref:.2f}" if ref > 0 else ""
+            parts.append(f"{key} {m[key]:.4g} (data vs data {ref:.4g}{ratio})")
     return f"{name} step {step}: " + "; ".join(parts)

@@ -1,4 +1,4 @@
-"""PNG figures: 2-D scatter plots, image grids, and the loss curve."""
+"""PNG figures: 2-D scatter plots, image grids, count statistics, and the loss curve."""
 
 from __future__ import annotations
 
@@ -80,3 +80,32 @@ def plot_samples(samples, path: str, kind: str, title: str = "", reference=None)
         image_grid(samples[:128], path, title)
     else:
         scatter(samples, path, title, reference)
+
+
+def count_statistics(samples: dict, reference, path: str, title: str = "") -> None:
+    """Per-feature mean, variance and zero fraction of each model's samples (y) against the data
+    (x), one colour per entry of `samples` ({name: counts [N, D]})."""
+    ref = np.asarray(reference, np.float64)
+    stats = {
+        "mean": lambda x: x.mean(0),
+        "variance": lambda x: x.var(0),
+        "zero fraction": lambda x: (x == 0).mean(0),
+    }
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.3))
+    for ax, (label, fn) in zip(axes, stats.items(), strict=True):
+        r = fn(ref)
+        for name, x in samples.items():
+            ax.scatter(r, fn(np.asarray(x, np.float64)), s=6, alpha=0.6, label=name)
+        lo, hi = max(r.min(), 1e-3), max(r.max(), 1e-2)
+        ax.plot([lo, hi], [lo, hi], c="k", lw=0.8)
+        if label != "zero fraction":
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel(f"data {label} per feature")
+        ax.set_ylabel(f"sample {label}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper left", markerscale=3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,7 @@ import data
 import metrics
 import models
 import samplers
+from data import counts
 from models import nets
 from training import checkpoint, plots
 
@@ -42,23 +44,54 @@ def build(config) -> Components:
     num_classes = dataset.num_classes if config.model.conditional else 0
     vocab_size = getattr(dataset, "vocab_size", 0)
     check_family_fits_data(config.process.family, dataset)
+    check_net_fits_family(config.model.net, config.process.family)
     net = nets.build(config.model, dataset.shape, num_classes, config.seed, vocab_size)
     graphdef, params = models.split(net)
-    process = models.build_process(config, vocab_size)
+    process = models.build_process(config, vocab_size, getattr(dataset, "source", None))
+    if config.process.family == "counts":
+        dataset = pair_source(dataset, process, config)
     return Components(config, dataset, graphdef, params, process, num_classes)
 
 
-DISCRETE_FAMILIES = samplers.DISCRETE_FAMILIES
+def pair_source(dataset, process, config):
+    """Count flows: batches carry their paired source rows when the source is a population or
+    the coupling is minibatch OT (independent parametric sources are drawn inside the loss)."""
+    pc = config.process
+    if pc.source != "data" and pc.coupling == "independent":
+        return dataset
+    shape = tuple(dataset.shape)
+
+    def draw(key, n):
+        return process.prior(key, (n, *shape))
+
+    return counts.PairedSource(dataset, draw, pc.coupling, pc.ot_cost, config.data.seed)
 
 
 def check_family_fits_data(family: str, dataset) -> None:
-    """Token data needs a discrete family and continuous data a continuous one."""
-    tokens = dataset.kind == "tokens"
-    if tokens != (family in DISCRETE_FAMILIES):
-        need = DISCRETE_FAMILIES if tokens else sorted(set(models.PROCESSES) - {*DISCRETE_FAMILIES})
+    """Tokens need masked diffusion, counts the count flow, points and images a Gaussian family."""
+    need = samplers.DATA_KIND.get(family, "continuous")
+    have = dataset.kind if dataset.kind in ("tokens", "counts") else "continuous"
+    if need != have:
+        fits = sorted(
+            f for f in models.PROCESSES if samplers.DATA_KIND.get(f, "continuous") == have
+        )
         raise ValueError(
             f"config.process.family={family!r} cannot model the {dataset.kind} of data set "
-            f"{dataset.name!r}; use one of {need}"
+            f"{dataset.name!r}; use one of {fits}"
+        )
+
+
+def check_net_fits_family(net: str, family: str) -> None:
+    """The counts family needs a network that outputs log-rates, and only it does."""
+    if (family == "counts") != (net in nets.COUNT_NETWORKS):
+        need = (
+            nets.COUNT_NETWORKS
+            if family == "counts"
+            else sorted(set(nets.NETWORKS) - set(nets.COUNT_NETWORKS))
+        )
+        raise ValueError(
+            f"config.model.net={net!r} does not fit config.process.family={family!r}; "
+            f"use one of {list(need)}"
         )
 
 
@@ -87,7 +120,14 @@ def draw(
         return sampler(key, comp.denoiser(params), comp.process, shape, cond, grid)
 
     x, info = run(jax.random.key(seed), params, cond)
-    return np.asarray(x), jax.tree.map(np.asarray, info)
+    info = jax.tree.map(np.asarray, info)
+    if int(info.get("unfinished", 0)):
+        warnings.warn(
+            f"sampler {sampler_name!r} stopped {int(info['unfinished'])} of {num} samples at its "
+            f"event cap before the end of the grid; they are not samples of the model",
+            stacklevel=2,
+        )
+    return np.asarray(x), info
 
 
 def evaluate(
@@ -115,7 +155,11 @@ def evaluate(
 def show(dataset, x, stem: str, title: str, seed: int = 0) -> str:
     """Samples as a figure (stem.png: scatter or image grid) or as text (stem.txt: decoded text
     or token ids, one sequence per line); returns the path written."""
-    if dataset.kind == "tokens" and dataset.name != "digits_tokens":
+    if (
+        dataset.kind == "tokens"
+        and not hasattr(dataset, "to_counts")
+        and (dataset.name != "digits_tokens")
+    ):
         rows = (
             dataset.decode(x) if hasattr(dataset, "decode") else [" ".join(map(str, r)) for r in x]
         )
@@ -123,6 +167,16 @@ def show(dataset, x, stem: str, title: str, seed: int = 0) -> str:
             f.write(f"# {title}\n")
             f.writelines(r.replace("\n", "\u21b5") + "\n" for r in rows)
         return stem + ".txt"
+    if hasattr(dataset, "to_counts"):  # a count view (baseline): show the decoded counts
+        x, dataset = dataset.to_counts(x), dataset.base
+    if dataset.kind == "counts":
+        if dataset.name == "digits_counts":
+            plots.plot_samples(x.reshape(-1, 8, 8, 1) / 8.0 - 1.0, stem + ".png", "images", title)
+        else:
+            plots.count_statistics(
+                {"samples": x}, dataset.reference(len(x), seed + 1), stem + ".png", title
+            )
+        return stem + ".png"
     kind = dataset.kind
     if dataset.name == "digits_tokens":
         from data.tokens import tokens_to_digits

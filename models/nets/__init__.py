@@ -1,4 +1,5 @@
-"""Flax NNX networks. `build(config, data_shape, num_classes)` makes the configured one.
+"""Flax NNX networks. `build(config, data_shape, num_classes)` makes the configured one:
+mlp, unet, dit (continuous data), transformer (tokens), count_mlp (counts).
 
 Networks hold only `nnx.Param` state, so `nnx.split` gives a graph definition plus a plain
 pytree of float32 parameters; the compute dtype comes from `config.model.dtype`.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
+from models.nets.counts import CountNet
 from models.nets.dit import DiT
 from models.nets.mlp import MLP
 from models.nets.transformer import SequenceTransformer
@@ -72,8 +74,21 @@ def _transformer(mc, shape, num_classes, dtype, rngs, vocab_size):
     )
 
 
-NETWORKS = {"mlp": _mlp, "unet": _unet, "dit": _dit, "transformer": _transformer}
+def _count_mlp(mc, shape, num_classes, dtype, rngs):
+    if len(shape) != 1:
+        raise ValueError(f"the count_mlp network takes count vectors [D], got data shape {shape}")
+    return CountNet(shape[0], mc.width, mc.depth, num_classes, dtype=dtype, rngs=rngs)
+
+
+NETWORKS = {
+    "mlp": _mlp,
+    "unet": _unet,
+    "dit": _dit,
+    "transformer": _transformer,
+    "count_mlp": _count_mlp,
+}
 TOKEN_NETWORKS = ("transformer",)
+COUNT_NETWORKS = ("count_mlp",)  # output log-rates [B, D, 2] (the counts family)
 
 
 def build(model_config, data_shape, num_classes: int, seed: int, vocab_size: int = 0) -> nnx.Module:
