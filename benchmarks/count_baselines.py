@@ -26,6 +26,7 @@ _OUT = flags.DEFINE_string("out", None, "result directory (default benchmarks/re
 # (label, run, sampler, steps)
 MODELS = (
     ("count-FM tau-leaping 100", "counts_cells", "tau_leaping", 100),
+    ("count-FM tau-leaping 400", "counts_cells", "tau_leaping", 400),
     ("count-FM exact (rates frozen on 100 intervals)", "counts_cells", "exact", 100),
     ("Gaussian flow on log1p, Heun 50", "counts_cells_gaussian", "heun", 50),
     (

@@ -67,6 +67,36 @@ def counts_process() -> ml_collections.ConfigDict:
     return p
 
 
+def shortcut_process() -> ml_collections.ConfigDict:
+    """Shortcut models (MATH.md §5.1, reference-code defaults)."""
+    p = ml_collections.ConfigDict()
+    p.family = "shortcut"
+    p.levels = 7  # step sizes 2^-k, k = 0..7: 1 to 128 sampling steps
+    p.bootstrap_every = 8  # 1/8 of each batch trains self-consistency
+    p.target_params = "ema"  # ema | online (stop-gradient of the current parameters)
+    p.bootstrap_cfg = False  # CFG-guided targets at the finest bootstrap level
+    p.cfg_scale = 1.5
+    p.clip = 4.0
+    p.label_dropout = 0.1
+    return p
+
+
+def meanflow_process() -> ml_collections.ConfigDict:
+    """MeanFlow (MATH.md §5.2, reference-code defaults)."""
+    p = ml_collections.ConfigDict()
+    p.family = "meanflow"
+    p.time_sampling = "logit_normal"  # logit_normal | uniform: both of (t, r), then ordered
+    p.logit_mean = -0.4
+    p.logit_std = 1.0
+    p.flow_fraction = 0.75  # rows with r = t (plain flow matching)
+    p.norm_p = 1.0
+    p.norm_eps = 0.01
+    p.cfg_omega = 1.0  # guidance folded into the target: omega = 1, kappa = 0 is none
+    p.cfg_kappa = 0.0
+    p.label_dropout = 0.1
+    return p
+
+
 def base(name: str) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.name = name
@@ -100,6 +130,8 @@ def base(name: str) -> ml_collections.ConfigDict:
     c.model.mlp_ratio = 4.0
     c.model.conditional = False  # condition on data labels (with label dropout for CFG)
     c.model.time_conditioning = True  # False: the network ignores t (masked diffusion allows it)
+    c.model.step_conditioning = False  # a step-size input h (shortcut / MeanFlow networks)
+    c.model.time_scale = 1000.0  # top sinusoidal frequency of t (and h); MeanFlow uses 10
 
     c.process = flow_process()
 

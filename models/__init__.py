@@ -1,7 +1,8 @@
 """What is learned: networks (models.nets) and one process module per model family.
 
 `denoiser(graphdef, params)` turns a network definition and its parameters into the pure
-function `denoiser(xt, t, cond) -> pred` that losses and samplers take.
+function `denoiser(xt, t, cond, h=None) -> pred` that losses and samplers take (h: the step size
+of average-velocity networks).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from models import continuous, counts, flow, masked
+from models import continuous, counts, flow, masked, shortcut
 
 
 def split(net: nnx.Module):
@@ -24,9 +25,13 @@ def split(net: nnx.Module):
 def denoiser(graphdef, params):
     """The pure function (xt, t, cond) -> network prediction, with `params` bound."""
 
-    def apply(xt, t, cond=None):
-        t = jax.numpy.broadcast_to(jax.numpy.asarray(t, jax.numpy.float32), xt.shape[:1])
-        return nnx.merge(graphdef, params)(xt, t, cond)
+    def apply(xt, t, cond=None, h=None):
+        batch = lambda v: jax.numpy.broadcast_to(
+            jax.numpy.asarray(v, jax.numpy.float32), xt.shape[:1]
+        )
+        net = nnx.merge(graphdef, params)
+        # h: the step of average-velocity networks (shortcut, MeanFlow); None = instantaneous
+        return net(xt, batch(t), cond) if h is None else net(xt, batch(t), cond, batch(h))
 
     return apply
 
@@ -36,6 +41,8 @@ PROCESSES = {
     "diffusion": lambda config, vocab_size, source: continuous.build_process(config),
     "masked": lambda config, vocab_size, source: masked.build_process(config, vocab_size),
     "counts": lambda config, vocab_size, source: counts.build_process(config, source),
+    "shortcut": lambda config, vocab_size, source: shortcut.build_shortcut(config),
+    "meanflow": lambda config, vocab_size, source: shortcut.build_meanflow(config),
 }
 
 

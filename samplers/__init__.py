@@ -6,7 +6,7 @@ Gaussian families (flow, diffusion) share `solvers`; masked diffusion and count 
 `discrete`.
 """
 
-from samplers import discrete, solvers
+from samplers import discrete, few_step, solvers
 
 # Samplers of the Gaussian families (flow matching and diffusion share all of them: flows
 # expose score and x0/eps through velocity conversions, diffusion exposes a velocity).
@@ -30,8 +30,13 @@ COUNT_SAMPLERS = {
     "unit_jump": lambda eta, f64: discrete.unit_jump,
     "exact": lambda eta, f64: discrete.exact(f64),  # one call per event, rates frozen on the grid
 }
+# Average-velocity models: K-step flow maps, plus every ODE / SDE sampler at h = 0 (their h = 0
+# output is the instantaneous velocity).
+FLOW_MAP_SAMPLERS = {"few_step": lambda eta, f64: few_step.flow_map, **GAUSSIAN_SAMPLERS}
 SAMPLERS = {
     "flow": GAUSSIAN_SAMPLERS,
+    "shortcut": FLOW_MAP_SAMPLERS,
+    "meanflow": FLOW_MAP_SAMPLERS,
     "diffusion": GAUSSIAN_SAMPLERS,
     "masked": MASKED_SAMPLERS,
     "counts": COUNT_SAMPLERS,
@@ -70,6 +75,12 @@ def grid(name: str, process, steps: int):
     process's t_min."""
     if name == "heun_edm":
         return solvers.edm_grid(process, steps)
+    if name == "few_step" and hasattr(process, "step_sizes"):
+        if 1.0 / steps not in process.step_sizes():
+            raise ValueError(
+                f"a shortcut model samples with K in {[round(1 / d) for d in process.step_sizes()]}"
+                f" steps (the step sizes it was trained on), got {steps}"
+            )
     t_max = getattr(process, "sde_t_max", 1.0) if name == "em" else 1.0
     power = getattr(process, "grid_power", 1.0)
     if power != 1.0:

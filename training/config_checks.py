@@ -41,6 +41,19 @@ def check(config, device_count: int) -> None:
         errors.append(
             f"config.process.label_dropout={config.process.label_dropout} must lie in [0, 1)"
         )
+    pc = config.process
+    if pc.family == "shortcut":
+        rows, levels = tc.batch_size // pc.bootstrap_every, pc.levels
+        if tc.batch_size % pc.bootstrap_every or rows < levels:
+            errors.append(
+                f"config.train.batch_size={tc.batch_size} gives {rows} self-consistency rows for "
+                f"{levels} step levels: it must be a multiple of config.process.bootstrap_every="
+                f"{pc.bootstrap_every} and at least {pc.bootstrap_every * levels}"
+            )
+    if pc.family in ("shortcut", "meanflow") and not config.model.step_conditioning:
+        errors.append(
+            f"config.process.family={pc.family!r} needs config.model.step_conditioning=True"
+        )
     try:
         samplers.check(config.process.family, config.eval.sampler)
     except ValueError as e:

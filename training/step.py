@@ -18,7 +18,12 @@ def train_step(process, graphdef, optimizer, ema_decay: float, base_key):
         key = jax.random.fold_in(base_key, state["step"])
 
         def loss_fn(params):
-            return process.loss(models.denoiser(graphdef, params), key, batch)
+            denoiser = models.denoiser(graphdef, params)
+            source = getattr(process, "target_params", None)  # shortcut bootstrap targets
+            if source is None:
+                return process.loss(denoiser, key, batch)
+            frozen = jax.lax.stop_gradient(state["ema_params"] if source == "ema" else params)
+            return process.loss(denoiser, key, batch, target=models.denoiser(graphdef, frozen))
 
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         grad_norm = optax.global_norm(grads)

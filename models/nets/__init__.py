@@ -25,16 +25,30 @@ def compute_dtype(name: str):
     return DTYPES[name]
 
 
+def _step(mc) -> tuple[bool, float]:
+    """(a step-size input h for average-velocity models, the time embedding's frequency scale)."""
+    return bool(mc.get("step_conditioning", False)), float(mc.get("time_scale", 1000.0))
+
+
 def _mlp(mc, shape, num_classes, dtype, rngs):
     if len(shape) != 1:
         raise ValueError(f"the mlp network takes vectors [D], got data shape {shape}")
-    return MLP(shape[0], mc.width, mc.depth, num_classes, dtype=dtype, rngs=rngs)
+    return MLP(shape[0], mc.width, mc.depth, num_classes, *_step(mc), dtype=dtype, rngs=rngs)
 
 
 def _unet(mc, shape, num_classes, dtype, rngs):
     if len(shape) != 3:
         raise ValueError(f"the unet network takes images [H, W, C], got data shape {shape}")
-    return UNet(shape[2], mc.width, tuple(mc.mults), mc.blocks, num_classes, dtype=dtype, rngs=rngs)
+    return UNet(
+        shape[2],
+        mc.width,
+        tuple(mc.mults),
+        mc.blocks,
+        num_classes,
+        *_step(mc),
+        dtype=dtype,
+        rngs=rngs,
+    )
 
 
 def _dit(mc, shape, num_classes, dtype, rngs):
@@ -49,6 +63,7 @@ def _dit(mc, shape, num_classes, dtype, rngs):
         mc.heads,
         mc.mlp_ratio,
         num_classes,
+        *_step(mc),
         dtype=dtype,
         rngs=rngs,
     )

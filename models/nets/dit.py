@@ -70,6 +70,8 @@ class DiT(nnx.Module):
         heads: int = 4,
         mlp_ratio: float = 4.0,
         num_classes: int = 0,
+        step_conditioning: bool = False,
+        time_scale: float = 1000.0,
         *,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -88,7 +90,14 @@ class DiT(nnx.Module):
             rngs=rngs,
         )
         self.hidden = hidden
-        self.cond = Conditioning(hidden, num_classes, dtype=dtype, rngs=rngs)
+        self.cond = Conditioning(
+            hidden,
+            num_classes,
+            use_step=step_conditioning,
+            time_scale=time_scale,
+            dtype=dtype,
+            rngs=rngs,
+        )
         self.blocks = nnx.List(
             [DiTBlock(hidden, heads, mlp_ratio, dtype=dtype, rngs=rngs) for _ in range(depth)]
         )
@@ -106,11 +115,11 @@ class DiT(nnx.Module):
             kernel_init=nnx.initializers.zeros,
         )
 
-    def __call__(self, x, t, cond=None):
+    def __call__(self, x, t, cond=None, h=None):
         b = x.shape[0]
+        c = self.cond(t, cond, h)  # h: the step size (average-velocity models)
         h = self.embed_patches(x.astype(self.dtype)).reshape(b, self.grid**2, -1)
         h = h + jnp.asarray(sincos_2d(self.grid, self.hidden), self.dtype)[None]
-        c = self.cond(t, cond)
         for block in self.blocks:
             h = block(h, c)
         h = modulated_output(self.norm, self.ada, self.out, h, c)

@@ -31,19 +31,28 @@ class MLP(nnx.Module):
         width: int = 256,
         depth: int = 3,
         num_classes: int = 0,
+        step_conditioning: bool = False,
+        time_scale: float = 1000.0,
         *,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         self.dtype = dtype
-        self.embed = Conditioning(width, num_classes, dtype=dtype, rngs=rngs)
+        self.embed = Conditioning(
+            width,
+            num_classes,
+            use_step=step_conditioning,
+            time_scale=time_scale,
+            dtype=dtype,
+            rngs=rngs,
+        )
         self.inp = nnx.Linear(dim, width, dtype=dtype, rngs=rngs)
         self.blocks = nnx.List([ResidualBlock(width, dtype=dtype, rngs=rngs) for _ in range(depth)])
         self.norm = nnx.LayerNorm(width, dtype=dtype, rngs=rngs)
         self.out = nnx.Linear(width, dim, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x, t, cond=None):
-        emb = nnx.silu(self.embed(t, cond))
+    def __call__(self, x, t, cond=None, h=None):
+        emb = nnx.silu(self.embed(t, cond, h))
         h = self.inp(x.astype(self.dtype))
         for block in self.blocks:
             h = block(h, emb)

@@ -43,13 +43,22 @@ class UNet(nnx.Module):
         mults=(1, 2),
         blocks: int = 2,
         num_classes: int = 0,
+        step_conditioning: bool = False,
+        time_scale: float = 1000.0,
         *,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
         self.dtype = dtype
         emb_dim = 4 * base
-        self.embed = Conditioning(emb_dim, num_classes, dtype=dtype, rngs=rngs)
+        self.embed = Conditioning(
+            emb_dim,
+            num_classes,
+            use_step=step_conditioning,
+            time_scale=time_scale,
+            dtype=dtype,
+            rngs=rngs,
+        )
         self.inp = nnx.Conv(channels, base, (3, 3), dtype=dtype, rngs=rngs)
         widths = [base * m for m in mults]
         down, skips, c = [], [base], base
@@ -76,8 +85,8 @@ class UNet(nnx.Module):
             c, channels, (3, 3), dtype=dtype, rngs=rngs, kernel_init=nnx.initializers.zeros
         )
 
-    def __call__(self, x, t, cond=None):
-        emb = nnx.silu(self.embed(t, cond))
+    def __call__(self, x, t, cond=None, h=None):
+        emb = nnx.silu(self.embed(t, cond, h))
         h = self.inp(x.astype(self.dtype))
         hs = [h]
         for layer in self.down:
