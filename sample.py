@@ -22,6 +22,9 @@ _FLOAT32 = flags.DEFINE_bool(
     "discrete families: draw tokens by float32 Gumbel-max (biased colder; default float64)",
 )
 _SEED = flags.DEFINE_integer("seed", 0, "sampling seed")
+_CFG = flags.DEFINE_float(
+    "cfg_scale", None, "classifier-free guidance weight w (conditional runs; 1 = conditional)"
+)
 _OUT = flags.DEFINE_string("out", None, "output directory (default: <workdir>/samples)")
 
 
@@ -62,9 +65,11 @@ def main(argv):
         labels,
         _ETA.value,
         float64=not _FLOAT32.value,
+        cfg_scale=_CFG.value,
     )
     np.savez(os.path.join(out, "samples.npz"), x=x)
     title = f"{run.config.name} step {run.step}: {sampler}, {steps} steps"
+    title += "" if _CFG.value is None else f", CFG w={_CFG.value:g}"
     shown = show(run.components.dataset, x, os.path.join(out, "samples"), title, _SEED.value)
     result = {
         "step": run.step,

@@ -33,3 +33,25 @@ def write_result(name: str, result: dict, out_dir: str | None = None) -> str:
         json.dump({"machine": machine(), **result}, f, indent=2)
     print(f"wrote {path}")
     return path
+
+
+def scored_digits(comp, params, sampler: str, steps: int, n: int, labels, ref, data_fd: float):
+    """Digit samples and their row: NFE, Frechet distance against ref[:n] and its ratio to the
+    data-vs-data value, and the wall time of the draw (compile included)."""
+    import time
+
+    from metrics import frechet
+    from training.run import draw
+
+    t0 = time.perf_counter()
+    x, info = draw(comp, params, sampler, steps, n, seed=1, labels=labels)
+    wall = time.perf_counter() - t0
+    fd = frechet.frechet_distance(x, ref[:n])
+    return x, {
+        "sampler": sampler,
+        "steps": steps,
+        "nfe": int(info["nfe"]),
+        "frechet_distance": round(fd, 3),
+        "ratio_to_data": round(fd / data_fd, 2),
+        "sample_wall_s_incl_compile": round(wall, 2),
+    }

@@ -78,7 +78,7 @@ def main(argv):
             **{k: report[k] for k in KEYS},
             **{f"{k}_data": report[f"{k}_data"] for k in KEYS},
         }
-        if hasattr(dataset, "capped_fraction"):
+        if getattr(dataset, "view", None) == "tokens":
             entry["data_fraction_above_cap"] = dataset.capped_fraction()
         results.append(entry)
         print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()})

@@ -10,7 +10,6 @@ and the wall time, in benchmarks/results/<config>_quality.json, with a figure of
 
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -53,11 +52,11 @@ def main(argv):
     import numpy as np
 
     import metrics
-    from benchmarks.common import write_result
+    from benchmarks.common import scored_digits, write_result
     from metrics import frechet
     from training import plots
     from training.logging import read_jsonl
-    from training.run import draw, load_run
+    from training.run import load_run
 
     run = load_run(_WORKDIR.value)
     comp, n = run.components, _NUM.value
@@ -74,24 +73,12 @@ def main(argv):
     spec = _SETTINGS.value or SETTINGS[run.config.process.family]
     settings = [(name, int(steps)) for name, steps in (p.split(":") for p in spec.split(","))]
     for sampler, steps in settings:
-        t0 = time.perf_counter()
-        x, info = draw(comp, run.params, sampler, steps, n, seed=1, labels=labels)
-        wall = time.perf_counter() - t0
-        fd = frechet.frechet_distance(x, ref[:n])
-        rows.append(
-            {
-                "sampler": sampler,
-                "steps": steps,
-                "nfe": int(info["nfe"]),
-                "frechet_distance": round(fd, 3),
-                "ratio_to_data": round(fd / data_fd, 2),
-                "feature_trace_ratio": round(
-                    feature_trace(params, x) / feature_trace(params, ref[:n]), 3
-                ),
-                "nearest_train_distance": round(nearest_distance(x, train_x), 3),
-                "sample_wall_s_incl_compile": round(wall, 2),
-            }
+        x, row = scored_digits(comp, run.params, sampler, steps, n, labels, ref, data_fd)
+        row["feature_trace_ratio"] = round(
+            feature_trace(params, x) / feature_trace(params, ref[:n]), 3
         )
+        row["nearest_train_distance"] = round(nearest_distance(x, train_x), 3)
+        rows.append(row)
         print(rows[-1])
         grids.append((f"{sampler} {steps}", x[:40]))
     records = read_jsonl(os.path.join(_WORKDIR.value, "metrics.jsonl"))

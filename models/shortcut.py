@@ -20,17 +20,12 @@ import jax.numpy as jnp
 
 from models.common import conditioning, expand
 from models.flow import FlowMatching
+from samplers.guidance import classifier_free  # the bootstrap targets may be guided
 
 
 def per_example_sq(err):
     """||err||^2 summed over all coordinates of each example."""
     return jnp.sum(jnp.square(err).reshape(err.shape[0], -1), axis=1)
-
-
-def guided(denoiser, x, t, cond, h, scale):
-    """CFG on the average velocity: u_null + w (u_cond - u_null) (MATH.md §6.1)."""
-    u_null = denoiser(x, t, -jnp.ones_like(cond), h)
-    return u_null + scale * (denoiser(x, t, cond, h) - u_null)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +96,7 @@ class Shortcut(AverageVelocityFlow):
         def velocity(x, tt):
             u = target(x, tt, cond, d)
             if cfg_rows is not None and cond is not None:
-                u_cfg = guided(target, x, tt, cond, d, self.cfg_scale)
+                u_cfg = classifier_free(target, self.cfg_scale)(x, tt, cond, d)
                 u = jnp.where(expand(cfg_rows, u), u_cfg, u)
             return u
 

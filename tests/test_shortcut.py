@@ -198,3 +198,25 @@ def test_s3_trained_average_velocity_samples_the_gaussian_in_one_step(objective)
         hs = jnp.where(jnp.arange(2048) % 2 == 0, ts, hs)  # half the rows: the one-step map
     rmse = float(jnp.sqrt(jnp.mean((net(xs, ts, None, hs) - exact_u(xs, ts, None, hs)) ** 2)))
     assert rmse < tol_rmse, rmse
+
+
+def test_classifier_free_guidance_endpoints_and_bootstrap_cfg_rows():
+    """w = 1 gives the conditional prediction, w = 0 the unconditional one (MATH A10); with
+    bootstrap_cfg only the finest-level rows get guided targets."""
+    from samplers.guidance import classifier_free
+
+    def net(x, t, cond=None, h=None):
+        return x + jnp.where(cond >= 0, cond, 10)[:, None].astype(jnp.float32)
+
+    x, t = jnp.zeros((4, 2)), jnp.full(4, 0.5)
+    cond = jnp.array([0, 1, 2, 3])
+    np.testing.assert_allclose(classifier_free(net, 1.0)(x, t, cond), net(x, t, cond))
+    np.testing.assert_allclose(classifier_free(net, 0.0)(x, t, cond), net(x, t, -jnp.ones(4)))
+    with pytest.raises(ValueError, match="needs labels"):
+        classifier_free(net, 2.0)(x, t, None)
+    process = Shortcut(bootstrap_cfg=True, cfg_scale=3.0, clip=1e6)
+    rows = jnp.array([True, False, True, False])
+    d = jnp.full(4, 0.25)
+    guided = process.bootstrap_target(net, x, t, d, cond, rows)
+    plain = process.bootstrap_target(net, x, t, d, cond, None)
+    assert bool(jnp.all((guided != plain).any(1) == rows))

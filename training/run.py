@@ -17,6 +17,7 @@ import models
 import samplers
 from data import counts
 from models import nets
+from samplers import guidance
 from training import checkpoint, plots
 
 
@@ -105,10 +106,17 @@ def draw(
     labels=None,
     eta=None,
     float64: bool = True,
+    cfg_scale: float | None = None,
 ):
     """`num` samples from `params` with the named sampler; labels cycle over the classes.
-    float64=False: float32 categorical draws (discrete families), to measure their bias."""
+    float64=False: float32 categorical draws (discrete families), to measure their bias;
+    cfg_scale: classifier-free guidance weight (conditional runs; 1 = plain conditional)."""
     sampler = samplers.get(comp.config.process.family, sampler_name, eta, float64)
+    if cfg_scale is not None and not comp.num_classes:
+        raise ValueError(
+            f"cfg_scale={cfg_scale} needs a class-conditional run; {comp.config.name!r} is "
+            f"unconditional"
+        )
     if comp.num_classes and labels is None:
         labels = np.arange(num) % comp.num_classes
     cond = None if labels is None else jnp.asarray(labels, jnp.int32)
@@ -117,7 +125,10 @@ def draw(
 
     @jax.jit
     def run(key, params, cond):
-        return sampler(key, comp.denoiser(params), comp.process, shape, cond, grid)
+        denoiser = comp.denoiser(params)
+        if cfg_scale is not None:
+            denoiser = guidance.classifier_free(denoiser, cfg_scale)
+        return sampler(key, denoiser, comp.process, shape, cond, grid)
 
     x, info = run(jax.random.key(seed), params, cond)
     info = jax.tree.map(np.asarray, info)
@@ -205,9 +216,19 @@ class Run:
         return self.components.process
 
     def sample(
-        self, sampler="heun", steps=50, num=1000, seed=0, labels=None, eta=None, float64=True
+        self,
+        sampler="heun",
+        steps=50,
+        num=1000,
+        seed=0,
+        labels=None,
+        eta=None,
+        float64=True,
+        cfg_scale=None,
     ):
-        return draw(self.components, self.params, sampler, steps, num, seed, labels, eta, float64)
+        return draw(
+            self.components, self.params, sampler, steps, num, seed, labels, eta, float64, cfg_scale
+        )
 
 
 def load_state(workdir: str, step: int | None = None):
