@@ -220,3 +220,12 @@ def test_classifier_free_guidance_endpoints_and_bootstrap_cfg_rows():
     guided = process.bootstrap_target(net, x, t, d, cond, rows)
     plain = process.bootstrap_target(net, x, t, d, cond, None)
     assert bool(jnp.all((guided != plain).any(1) == rows))
+
+
+def test_cfg_scale_on_an_unconditional_run_is_refused():
+    from tests.helpers import tiny_config
+    from training.run import build, draw
+
+    comp = build(tiny_config())
+    with pytest.raises(ValueError, match="needs a class-conditional run"):
+        draw(comp, comp.init_params, "euler", 2, 4, 0, cfg_scale=2.0)
