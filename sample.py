@@ -19,7 +19,7 @@ _ETA = flags.DEFINE_float("eta", None, "noise scale of ddim (default 0) and em (
 _FLOAT32 = flags.DEFINE_bool(
     "categorical_float32",
     False,
-    "discrete families: draw tokens by float32 Gumbel-max (biased colder; default float64)",
+    "samplers that draw categoricals: float32 Gumbel-max (biased colder; default float64)",
 )
 _SEED = flags.DEFINE_integer("seed", 0, "sampling seed")
 _CFG = flags.DEFINE_float(
@@ -40,12 +40,7 @@ def main(argv):
 
     run = load_run(_WORKDIR.value, _STEP.value)
     sampler = _SAMPLER.value or run.config.eval.sampler
-    samplers.check(run.config.process.family, sampler, _ETA.value)
-    if _FLOAT32.value and run.config.process.family not in samplers.DISCRETE_FAMILIES:
-        raise app.UsageError(
-            f"--categorical_float32 applies to the discrete families {samplers.DISCRETE_FAMILIES}; "
-            f"this run is {run.config.process.family!r}"
-        )
+    samplers.check(run.config.process.family, sampler, _ETA.value, not _FLOAT32.value)
     steps = _STEPS.value or run.config.eval.steps
     num = _NUM.value or run.config.eval.num_samples
     if steps <= 0 or num <= 0:

@@ -77,19 +77,10 @@ class ArrayDataset:
     def shape(self):
         return self.x.shape[1:]
 
-    @functools.cached_property
-    def _noise(self):
-        def noise(key, rows):
-            draw = lambda r: jax.random.uniform(jax.random.fold_in(key, r), self.x.shape[1:])
-            return jax.vmap(draw)(rows) - 0.5
-
-        return jax.jit(noise)
-
     def dequantization_noise(self, step: int, start: int, size: int) -> np.ndarray:
         """bin_width (u - 1/2), u ~ U(0, 1), keyed by (seed, step, global row)."""
         key = jax.random.fold_in(jax.random.key(self.seed + 2_000_003), step)
-        rows = jnp.arange(start, start + size, dtype=jnp.uint32)
-        return self.dequantize * np.asarray(self._noise(key, rows))
+        return self.dequantize * (counts.row_uniforms(key, start, size, self.x.shape[1:]) - 0.5)
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 -- a few epochs' permutations per data set
     def permutation(self, epoch: int) -> np.ndarray:

@@ -178,6 +178,18 @@ def array_draw(x: np.ndarray) -> Callable:
     return draw
 
 
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _row_uniforms(key, start, size: int, shape: tuple):
+    rows = jnp.asarray(start, jnp.uint32) + jnp.arange(size, dtype=jnp.uint32)
+    return jax.vmap(lambda r: jax.random.uniform(jax.random.fold_in(key, r), shape))(rows)
+
+
+def row_uniforms(key, start: int, size: int, shape: tuple) -> np.ndarray:
+    """U[0, 1) noise of `shape` for global rows [start, start + size), row r from fold_in(key, r):
+    the same values whatever the slicing of a batch over processes (dequantisation noise)."""
+    return np.asarray(_row_uniforms(key, start, size, shape))
+
+
 # -- counts seen as another family's data (baselines) -------------------------------------------
 
 VIEWS = ("counts", "log1p", "tokens")
@@ -215,20 +227,12 @@ class CountView:
     def vocab_size(self):
         return self.cap + 1 if self.view == "tokens" else 0
 
-    @functools.cached_property
-    def _noise(self):
-        def noise(key, rows):
-            draw = lambda r: jax.random.uniform(jax.random.fold_in(key, r), self.base.shape)
-            return jax.vmap(draw)(rows)
-
-        return jax.jit(noise)
-
     def encode(self, x, step: int = 0, start: int = 0):
         x = np.asarray(x)
         if self.view == "tokens":
             return np.minimum(x, self.cap).astype(np.int32)
         key = jax.random.fold_in(jax.random.key(self.base.seed + 4_000_037), step)
-        u = np.asarray(self._noise(key, jnp.arange(start, start + len(x), dtype=jnp.uint32)))
+        u = row_uniforms(key, start, len(x), tuple(self.base.shape))
         return np.log1p(x + u).astype(np.float32)
 
     def to_counts(self, samples) -> np.ndarray:

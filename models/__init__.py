@@ -41,8 +41,8 @@ PROCESSES = {
     "diffusion": lambda config, vocab_size, source: continuous.build_process(config),
     "masked": lambda config, vocab_size, source: masked.build_process(config, vocab_size),
     "counts": lambda config, vocab_size, source: counts.build_process(config, source),
-    "shortcut": lambda config, vocab_size, source: shortcut.build_shortcut(config),
-    "meanflow": lambda config, vocab_size, source: shortcut.build_meanflow(config),
+    "shortcut": lambda config, vocab_size, source: shortcut.from_config(shortcut.Shortcut, config),
+    "meanflow": lambda config, vocab_size, source: shortcut.from_config(shortcut.MeanFlow, config),
 }
 
 

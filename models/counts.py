@@ -164,6 +164,14 @@ class CountFlow:
         pred = soft_cap(pred.astype(jnp.float32), self.log_cap)
         return pred[..., 0], pred[..., 1]
 
+    @staticmethod
+    def log_death(log_per_capita, x, empty):
+        """log mu = log x + l_d where x > 0, `empty` where x = 0 (no death is possible)."""
+        alive = x > 0
+        return jnp.where(
+            alive, jnp.log(jnp.maximum(x, 1).astype(jnp.float32)) + log_per_capita, empty
+        )
+
     def rates(self, pred, x):
         """(lambda_theta, mu_theta) with mu_theta = x exp(l_d): zero death at x = 0."""
         lb, ld = self.log_rates(pred, x)
@@ -175,9 +183,8 @@ class CountFlow:
         is dropped where x_t = 0 (there mu* = mu_theta = 0)."""
         lb, ld = self.log_rates(pred, xt)
         birth, death = conditional_rates(x0, xt, t)
-        alive = xt > 0
-        log_mu = jnp.where(alive, jnp.log(jnp.maximum(xt, 1).astype(jnp.float32)) + ld, 0.0)
-        kl = poisson_kl(birth, lb) + jnp.where(alive, poisson_kl(death, log_mu), 0.0)
+        log_mu = self.log_death(ld, xt, 0.0)
+        kl = poisson_kl(birth, lb) + jnp.where(xt > 0, poisson_kl(death, log_mu), 0.0)
         return jnp.sum(kl, axis=-1)
 
     def nelbo_draw(self, denoiser, key, x0, x1=None, cond=None):

@@ -226,29 +226,8 @@ class MeanFlow(AverageVelocityFlow):
         return loss, {"loss": loss, "mse": jnp.mean(delta) / (x0.size // size)}
 
 
-def build_shortcut(config) -> Shortcut:
+def from_config(cls, config):
+    """cls built from the config.process fields that name its dataclass fields."""
     pc = config.process
-    return Shortcut(
-        label_dropout=pc.label_dropout,
-        levels=pc.levels,
-        bootstrap_every=pc.bootstrap_every,
-        target_params=pc.target_params,
-        bootstrap_cfg=pc.bootstrap_cfg,
-        cfg_scale=pc.cfg_scale,
-        clip=pc.clip,
-    )
-
-
-def build_meanflow(config) -> MeanFlow:
-    pc = config.process
-    return MeanFlow(
-        label_dropout=pc.label_dropout,
-        time_sampling=pc.time_sampling,
-        logit_mean=pc.logit_mean,
-        logit_std=pc.logit_std,
-        flow_fraction=pc.flow_fraction,
-        norm_p=pc.norm_p,
-        norm_eps=pc.norm_eps,
-        cfg_omega=pc.cfg_omega,
-        cfg_kappa=pc.cfg_kappa,
-    )
+    names = {f.name for f in dataclasses.fields(cls)} & set(pc.keys())
+    return cls(**{name: pc[name] for name in names})

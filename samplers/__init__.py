@@ -42,18 +42,25 @@ SAMPLERS = {
     "counts": COUNT_SAMPLERS,
 }
 TAKES_ETA = ("ddim", "em")
-DISCRETE_FAMILIES = ("masked", "counts")  # families whose samplers draw categoricals (float64)
+# samplers that draw categoricals (Gumbel-max; float64 by default, float32 on request)
+DRAWS_CATEGORICALS = ("ancestral", "first_hitting", "confidence", "exact")
 DATA_KIND = {"masked": "tokens", "counts": "counts"}  # others model points / images
 
 
-def check(family: str, name: str, eta=None) -> None:
-    """A clear error for a sampler (or an eta) the family does not support."""
+def check(family: str, name: str, eta=None, float64: bool = True) -> None:
+    """A clear error for a sampler (or an eta, or float32 categoricals) the family does not
+    support."""
     if family not in SAMPLERS:
         raise ValueError(f"no samplers for model family {family!r}; known: {sorted(SAMPLERS)}")
     if name not in SAMPLERS[family]:
         raise ValueError(
             f"sampler {name!r} is not available for the {family!r} family; "
             f"expected one of {sorted(SAMPLERS[family])}"
+        )
+    if not float64 and name not in DRAWS_CATEGORICALS:
+        raise ValueError(
+            f"float32 categorical draws (--categorical_float32) apply only to the samplers "
+            f"{DRAWS_CATEGORICALS}, which draw categoricals; got sampler {name!r}"
         )
     if eta is not None and (name not in TAKES_ETA or eta < 0):
         raise ValueError(
@@ -65,7 +72,7 @@ def check(family: str, name: str, eta=None) -> None:
 def get(family: str, name: str, eta=None, float64: bool = True):
     """The sampler `name` of model family `family` (eta: noise scale of ddim / em; float64:
     categorical draws of discrete families in float64, the default)."""
-    check(family, name, eta)
+    check(family, name, eta, float64)
     return SAMPLERS[family][name](eta, float64)
 
 

@@ -145,9 +145,7 @@ def event_log_rates(process, pred, x):
     """[B, 2D] log-rates of every possible event: births of each coordinate, then deaths
     (log 0 = NEG where x = 0)."""
     lb, ld = process.log_rates(pred, x)
-    alive = x > 0
-    log_death = jnp.where(alive, jnp.log(jnp.maximum(x, 1).astype(jnp.float32)) + ld, NEG)
-    return jnp.concatenate([lb, log_death], axis=-1)
+    return jnp.concatenate([lb, process.log_death(ld, x, NEG)], axis=-1)
 
 
 def exact(float64: bool = True, rate_bound=None, max_events: int = 1_000_000):

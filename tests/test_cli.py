@@ -51,7 +51,7 @@ def test_train_then_sample(tmp_path):
     assert bad.returncode != 0
     assert "sampler 'first_hitting' is not available for the 'flow' family" in bad.stderr
     bad = run_sample([f"--workdir={work}", "--categorical_float32"])
-    assert bad.returncode != 0 and "applies to the discrete families" in bad.stderr
+    assert bad.returncode != 0 and "apply only to the samplers" in bad.stderr
 
     run = load_run(str(work), step=50)
     assert run.step == 50 and run.config.name == "flow_checkerboard"

@@ -6,8 +6,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from models.nets.embeddings import Conditioning
-from models.nets.mlp import ResidualBlock
+from models.nets.mlp import MLP
 
 
 def count_features(x):
@@ -17,8 +16,9 @@ def count_features(x):
     return jnp.concatenate([jnp.log1p(x), library], axis=-1)
 
 
-class CountNet(nnx.Module):
-    """x int [B, D] -> pred [B, D, 2] = (log birth rate, log per-capita death rate).
+class CountNet(MLP):
+    """x int [B, D] -> pred [B, D, 2] = (log birth rate, log per-capita death rate): the residual
+    MLP on count_features with 2D outputs (same parameter names, so saved runs load).
 
     The head outputs log-rates directly. (Subtracting log t, as if the rates were remaining
     jumps / t, is wrong for the *marginal* rates, which stay bounded as t -> 0 because the
@@ -35,17 +35,9 @@ class CountNet(nnx.Module):
         dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.dtype = dtype
-        self.dim = dim
-        self.embed = Conditioning(width, num_classes, dtype=dtype, rngs=rngs)
-        self.inp = nnx.Linear(dim + 1, width, dtype=dtype, rngs=rngs)
-        self.blocks = nnx.List([ResidualBlock(width, dtype=dtype, rngs=rngs) for _ in range(depth)])
-        self.norm = nnx.LayerNorm(width, dtype=dtype, rngs=rngs)
-        self.out = nnx.Linear(width, 2 * dim, dtype=dtype, rngs=rngs)
+        super().__init__(
+            dim + 1, width, depth, num_classes, out_dim=2 * dim, dtype=dtype, rngs=rngs
+        )
 
     def __call__(self, x, t, cond=None):
-        emb = nnx.silu(self.embed(t, cond))
-        h = self.inp(count_features(x).astype(self.dtype))
-        for block in self.blocks:
-            h = block(h, emb)
-        return self.out(nnx.silu(self.norm(h))).astype(jnp.float32).reshape(*x.shape, 2)
+        return super().__call__(count_features(x), t, cond).reshape(*x.shape, 2)

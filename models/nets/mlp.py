@@ -23,7 +23,7 @@ class ResidualBlock(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """x [B, D] -> prediction [B, D]."""
+    """x [B, D] -> prediction [B, out_dim] (out_dim = D unless given)."""
 
     def __init__(
         self,
@@ -33,6 +33,7 @@ class MLP(nnx.Module):
         num_classes: int = 0,
         step_conditioning: bool = False,
         time_scale: float = 1000.0,
+        out_dim: int | None = None,
         *,
         dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -49,7 +50,7 @@ class MLP(nnx.Module):
         self.inp = nnx.Linear(dim, width, dtype=dtype, rngs=rngs)
         self.blocks = nnx.List([ResidualBlock(width, dtype=dtype, rngs=rngs) for _ in range(depth)])
         self.norm = nnx.LayerNorm(width, dtype=dtype, rngs=rngs)
-        self.out = nnx.Linear(width, dim, dtype=dtype, rngs=rngs)
+        self.out = nnx.Linear(width, out_dim or dim, dtype=dtype, rngs=rngs)
 
     def __call__(self, x, t, cond=None, h=None):
         emb = nnx.silu(self.embed(t, cond, h))
