@@ -87,6 +87,12 @@ def exact_denoiser(gmm, process):
     """The exact prediction in the process's own parameterization: velocity for flows; eps,
     x0 or v for diffusion (from the closed-form score and posterior mean)."""
     kind = getattr(process, "parameterization", "velocity")
+    path = getattr(process, "path", None)
+    if kind == "velocity" and path is not None and path.gamma is not None:
+        # a stochastic interpolant's network predicts the drift b from the posterior mean
+        return lambda xt, t, cond=None: process.drift_from_x0(
+            posterior_mean(gmm, process, xt, t), xt, t
+        )
     if kind == "velocity":
         return velocity_denoiser(gmm, process)
 

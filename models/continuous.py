@@ -88,17 +88,6 @@ class GaussianDiffusion(GaussianPath):
     def t_min(self) -> float:
         return self.schedule.t_min
 
-    @property
-    def sde_t_max(self) -> float:
-        """Where SDE samplers start: the t with sigma_t / alpha_t = 80 (EDM's sigma_max), or 1.
-
-        Near lambda = -15 the drift f and g^2 of the cosine schedule reach ~3e3, which explicit
-        Euler-Maruyama steps cannot follow; p_t there is N(alpha_t x, sigma_t^2) with
-        alpha_t <= 0.0125, so starting from N(0, sigma_t^2) costs almost nothing.
-        """
-        target = max(float(self.log_snr(1.0)), -2.0 * math.log(80.0))
-        return float(invert_decreasing(self.log_snr, target, self.t_min, 1.0))
-
     def log_snr(self, t):
         return self.schedule.log_snr(jnp.asarray(t, jnp.float32))
 

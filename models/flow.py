@@ -32,12 +32,17 @@ SCORE_T_CLAMP = 1e-4
 
 @dataclasses.dataclass(frozen=True)
 class Path:
-    """Coefficients of x_t = alpha_t x0 + sigma_t x1 + gamma_t z (MATH.md §2.1)."""
+    """Coefficients of x_t = alpha_t x0 + sigma_t x1 + gamma_t z (MATH.md §2.1).
+
+    With gamma, `x1_share(t)` = sigma_t / (sigma_t^2 + gamma_t^2), written so that it stays finite
+    at t = 0: E[x1 | x_t, x0] = x1_share(t) (x_t - alpha_t x0) for Gaussian x1 and z.
+    """
 
     name: str
     alpha: Schedule
     sigma: Schedule
     gamma: Schedule | None = None
+    x1_share: Schedule | None = None
 
 
 def linear_path(sigma_min: float = 0.0) -> Path:
@@ -46,16 +51,20 @@ def linear_path(sigma_min: float = 0.0) -> Path:
 
 
 def cosine_path() -> Path:
-    """Trigonometric (VP-as-flow) path: alpha = cos(pi t / 2), sigma = sin(pi t / 2)."""
+    """Trigonometric (VP-as-flow) path: alpha = cos(pi t / 2), sigma = sin(pi t / 2).
+
+    alpha is written sin(pi (1 - t) / 2) so that alpha_1 = 0 exactly: in float32 cos(pi / 2) is
+    -4.4e-8, which makes alpha_1 < 0 and log-SNR(1) NaN."""
     return Path(
         "cosine",
-        alpha=lambda t: jnp.cos(0.5 * jnp.pi * t),
+        alpha=lambda t: jnp.sin(0.5 * jnp.pi * (1.0 - t)),
         sigma=lambda t: jnp.sin(0.5 * jnp.pi * t),
     )
 
 
 def stochastic_interpolant(a: float = 1.0) -> Path:
-    """Linear path plus gamma_t = sqrt(a t (1 - t)) latent noise (Albergo & Vanden-Eijnden)."""
+    """Linear path plus gamma_t = sqrt(a t (1 - t)) latent noise (Albergo & Vanden-Eijnden);
+    sigma_t / (sigma_t^2 + gamma_t^2) = 1 / (t + a (1 - t))."""
     if a <= 0:
         raise ValueError(f"stochastic interpolant noise scale must be > 0, got a={a}")
     return Path(
@@ -63,6 +72,7 @@ def stochastic_interpolant(a: float = 1.0) -> Path:
         alpha=lambda t: 1.0 - t,
         sigma=lambda t: t,
         gamma=lambda t: jnp.sqrt(a * jnp.clip(t * (1.0 - t), 1e-12, None)),
+        x1_share=lambda t: 1.0 / (t + a * (1.0 - t)),
     )
 
 
@@ -78,9 +88,6 @@ class FlowMatching(GaussianPath):
     logit_mean: float = 0.0
     logit_std: float = 1.0
     label_dropout: float = 0.0
-    # SDE samplers start here: f_t and g_t^2 of the linear path diverge at t = 1 (MATH.md §2.4)
-    sde_t_max: float = 1.0 - 1e-3
-
     t_min: float = 0.0
 
     # -- forward process -------------------------------------------------------------------
@@ -88,7 +95,12 @@ class FlowMatching(GaussianPath):
         return self.path.alpha(jnp.asarray(t, jnp.float32))
 
     def sigma(self, t):
-        return self.path.sigma(jnp.asarray(t, jnp.float32))
+        """The marginal noise scale sqrt(sigma_t^2 + gamma_t^2): with x1, z ~ N(0, I) independent
+        of x0, x_t = alpha_t x0 + sigma_t x1 + gamma_t z is the Gaussian path (alpha_t, this)."""
+        t = jnp.asarray(t, jnp.float32)
+        if self.path.gamma is None:
+            return self.path.sigma(t)
+        return jnp.sqrt(self.path.sigma(t) ** 2 + self.path.gamma(t) ** 2)
 
     def interpolate(self, x0, x1, t, z=None):
         """x_t = alpha_t x0 + sigma_t x1 + gamma_t z (MATH.md §2.1)."""
@@ -100,11 +112,21 @@ class FlowMatching(GaussianPath):
 
     def target_velocity(self, x0, x1, t, z=None):
         """u* = alpha'_t x0 + sigma'_t x1 + gamma'_t z; linear path: u* = x1 - x0 (MATH.md §2.1)."""
-        tt = expand(t, x0)
-        u = time_derivative(self.path.alpha, tt) * x0 + time_derivative(self.path.sigma, tt) * x1
+        u = self.drift_target(x0, x1, t)
         if self.path.gamma is not None:
-            u = u + time_derivative(self.path.gamma, tt) * z
+            u = u + time_derivative(self.path.gamma, expand(t, x0)) * z
         return u
+
+    def drift_target(self, x0, x1, t):
+        """b* = alpha'_t x0 + sigma'_t x1: the regression target of every path.
+
+        Without gamma this is u*. With gamma, u* adds gamma'_t z, whose variance
+        a (1 - 2t)^2 / (4 t (1 - t)) has an infinite integral over t: the network learns
+        b = E[b* | x_t] instead, and `velocity` adds E[gamma'_t z | x_t] in closed form (the source
+        is Gaussian), so the marginal velocity is the same and the target's variance is bounded.
+        """
+        tt = expand(t, x0)
+        return time_derivative(self.path.alpha, tt) * x0 + time_derivative(self.path.sigma, tt) * x1
 
     def corrupt(self, key, x0, t):
         """A sample of q(x_t | x0) under the independent coupling."""
@@ -123,7 +145,8 @@ class FlowMatching(GaussianPath):
         )
 
     def loss(self, denoiser, key, batch):
-        """L_FM = E ||u_theta(x_t, t) - u*||^2 / d, mean over coordinates (MATH.md §2.2)."""
+        """L_FM = E ||pred(x_t, t) - b*||^2 / d, mean over coordinates (MATH.md §2.2); b* = u*
+        unless the path has gamma (see `drift_target`)."""
         x0 = batch["x"].astype(jnp.float32)
         k_t, k_x1, k_z, k_drop = jax.random.split(key, 4)
         t = self.sample_times(k_t, x0.shape[0])
@@ -131,21 +154,35 @@ class FlowMatching(GaussianPath):
         z = jax.random.normal(k_z, x0.shape) if self.path.gamma is not None else None
         xt = self.interpolate(x0, x1, t, z)
         u = denoiser(xt, t, conditioning(k_drop, batch, self.label_dropout)).astype(jnp.float32)
-        err = jnp.mean(jnp.square(u - self.target_velocity(x0, x1, t, z)).reshape(len(x0), -1), 1)
+        err = jnp.mean(jnp.square(u - self.drift_target(x0, x1, t)).reshape(len(x0), -1), 1)
         return jnp.mean(err), {"loss": jnp.mean(err)}
 
-    # -- conversions (Gaussian source, gamma = 0; MATH.md §1.3, §2.3) ----------------------
+    # -- the drift of a path with gamma (Gaussian source) ----------------------------------
+    def x0_from_drift(self, b, xt, t):
+        """x_hat from b = alpha' x_hat + sigma' k (x_t - alpha x_hat), k = x1_share(t)."""
+        tt = expand(t, xt)
+        k = self.path.x1_share(tt)
+        da, ds = time_derivative(self.path.alpha, tt), time_derivative(self.path.sigma, tt)
+        return (b - ds * k * xt) / (da - ds * k * self.alpha(tt))
+
+    def drift_from_x0(self, x0_hat, xt, t):
+        """b = alpha' x_hat + sigma' E[x1 | x_t] with E[x1 | x_t] = k (x_t - alpha x_hat)."""
+        tt = expand(t, xt)
+        da, ds = time_derivative(self.path.alpha, tt), time_derivative(self.path.sigma, tt)
+        return da * x0_hat + ds * self.path.x1_share(tt) * (xt - self.alpha(tt) * x0_hat)
+
+    # -- conversions (Gaussian source; MATH.md §1.3, §2.3) ---------------------------------
     def velocity(self, pred, xt, t):
-        """The flow velocity of the prediction (identity for flow models)."""
-        del xt, t
-        return pred
+        """The marginal flow velocity of the prediction: pred itself without gamma; with gamma
+        u = b + gamma' gamma / (sigma^2 + gamma^2) (x_t - alpha x_hat), t >= 1e-4."""
+        if self.path.gamma is None:
+            return pred
+        tt = expand(jnp.maximum(t, SCORE_T_CLAMP), xt)
+        x0 = self.x0_from_drift(pred, xt, tt)
+        half_dg2 = 0.5 * time_derivative(lambda r: self.path.gamma(r) ** 2, tt)
+        return pred + half_dg2 / self.sigma(tt) ** 2 * (xt - self.alpha(tt) * x0)
 
     def _coefficients(self, xt, t):
-        if self.path.gamma is not None:
-            raise ValueError(
-                f"velocity<->score conversion needs a Gaussian-source path with gamma = 0, "
-                f"got path {self.path.name!r} (MATH.md §2.3)"
-            )
         tt = expand(t, xt)
         return self.alpha(tt), self.sigma(tt), self.d_alpha(tt), self.d_sigma(tt)
 
@@ -160,19 +197,24 @@ class FlowMatching(GaussianPath):
         return (a * u - da * xt) / (a * ds - s * da)
 
     def x0_eps(self, pred, xt, t):
-        return self.x0_from_velocity(pred, xt, t), self.eps_from_velocity(pred, xt, t)
+        if self.path.gamma is None:
+            return self.x0_from_velocity(pred, xt, t), self.eps_from_velocity(pred, xt, t)
+        tt = jnp.maximum(t, SCORE_T_CLAMP)
+        x0 = self.x0_from_drift(pred, xt, tt)
+        return x0, (xt - self.alpha(expand(tt, xt)) * x0) / self.sigma(expand(tt, xt))
 
     def score(self, pred, xt, t):
         """s_hat = -eps_hat / sigma with t clamped to [1e-4, 1 - 1e-4] (MATH.md §2.3)."""
-        self._coefficients(xt, t)
         return super().score(pred, xt, jnp.clip(t, SCORE_T_CLAMP, 1.0 - SCORE_T_CLAMP))
 
     def score_from_velocity(self, u, xt, t):
-        return self.score(u, xt, t)
+        """s_hat from the marginal velocity u (MATH.md §2.3)."""
+        return -self.eps_from_velocity(u, xt, jnp.clip(t, SCORE_T_CLAMP, 1.0 - SCORE_T_CLAMP)) / (
+            self.sigma(expand(jnp.clip(t, SCORE_T_CLAMP, 1.0 - SCORE_T_CLAMP), xt))
+        )
 
     def velocity_from_score(self, score, xt, t):
         """u = f_t x - (g_t^2 / 2) s (MATH.md §1.3)."""
-        self._coefficients(xt, t)
         f, half_g2 = self.drift_and_diffusion(xt, t)
         return f * xt - half_g2 * score
 
@@ -180,6 +222,13 @@ class FlowMatching(GaussianPath):
         """u = alpha' x_hat + sigma' eps_hat with eps_hat = (x - alpha x_hat) / sigma."""
         a, s, da, ds = self._coefficients(xt, t)
         return da * x0_hat + ds * (xt - a * x0_hat) / s
+
+    def pred_from_x0(self, x0_hat, xt, t):
+        """The network output whose posterior mean is x_hat: the velocity without gamma, the
+        drift b with it (for exact denoisers and targets)."""
+        if self.path.gamma is None:
+            return self.velocity_from_x0(x0_hat, xt, t)
+        return self.drift_from_x0(x0_hat, xt, t)
 
 
 def build_process(config) -> FlowMatching:

@@ -69,8 +69,11 @@ def linear(eps: float = 0.0) -> MaskSchedule:
 
 
 def cosine(eps: float = 0.0) -> MaskSchedule:
-    """alpha_t = 1 - cos(pi/2 (1 - t)), w = pi/2 tan(pi/2 (1 - t)) (MD4)."""
-    return MaskSchedule("cosine", lambda t: jnp.cos(0.5 * math.pi * (1.0 - t)), eps)
+    """alpha_t = 1 - cos(pi/2 (1 - t)), w = pi/2 tan(pi/2 (1 - t)) (MD4).
+
+    The mask probability cos(pi/2 (1 - t)) is written sin(pi t / 2), which is exactly 0 at t = 0
+    (float32 cos(pi / 2) is -4.4e-8)."""
+    return MaskSchedule("cosine", lambda t: jnp.sin(0.5 * math.pi * t), eps)
 
 
 def polynomial(power: float = 2.0, eps: float = 0.0) -> MaskSchedule:

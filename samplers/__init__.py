@@ -76,11 +76,17 @@ def get(family: str, name: str, eta=None, float64: bool = True):
     return SAMPLERS[family][name](eta, float64)
 
 
+# Samplers that walk EDM's rho grid in sigma~ = sigma / alpha, from sigma~ = 80 to 0. For em this
+# is what keeps explicit Euler-Maruyama stable: near t = 1 the drift f_t and g_t^2 grow like
+# 1 / (1 - t) (flows) or 1 / sin(pi (1 - t)) (VP-cosine), so uniform steps in t overshoot there
+# (linear flow, 50 steps from t = 0.999: the state's std after the first step is 20, not 1).
+EDM_GRID_SAMPLERS = ("heun_edm", "em")
+
+
 def grid(name: str, process, steps: int):
-    """The time grid the sampler walks: EDM's rho grid for heun_edm; for em from the process's
-    sde_t_max; the process's power grid if it has one (counts); otherwise uniform from 1 to the
-    process's t_min."""
-    if name == "heun_edm":
+    """The time grid the sampler walks: EDM's rho grid for heun_edm and em; the process's power
+    grid if it has one (counts); otherwise uniform from 1 to the process's t_min."""
+    if name in EDM_GRID_SAMPLERS:
         return solvers.edm_grid(process, steps)
     if name == "few_step" and hasattr(process, "step_sizes"):
         if 1.0 / steps not in process.step_sizes():
@@ -88,8 +94,7 @@ def grid(name: str, process, steps: int):
                 f"a shortcut model samples with K in {[round(1 / d) for d in process.step_sizes()]}"
                 f" steps (the step sizes it was trained on), got {steps}"
             )
-    t_max = getattr(process, "sde_t_max", 1.0) if name == "em" else 1.0
     power = getattr(process, "grid_power", 1.0)
     if power != 1.0:
         return solvers.power_grid(steps, power, process.t_min)
-    return solvers.uniform_grid(steps, t_max, process.t_min)
+    return solvers.uniform_grid(steps, 1.0, process.t_min)

@@ -181,21 +181,28 @@ def heun_edm_move(key, model, x, t, s):
 # -- ancestral and stochastic steps (MATH.md §1.5a-c) ------------------------------------------
 
 
+def final_or(model, s, x0, z):
+    """x_hat on the final step (s at the process's t_min), else z (MATH.md §1.5a)."""
+    return jnp.where(s <= model.process.t_min, x0, z)
+
+
 def ddpm_move(key, model, x, t, s):
-    """z_s ~ q(z_s | z_t, x_hat(z_t, t)) (Ho et al.)."""
+    """z_s ~ q(z_s | z_t, x_hat(z_t, t)) (Ho et al.); x_hat itself on the final step."""
     x0, _ = model.x0_eps(x, t)
     mean, var = model.process.posterior_mean_var(x, x0, t, s)
-    return mean + jnp.sqrt(var) * jax.random.normal(key, x.shape)
+    return final_or(model, s, x0, mean + jnp.sqrt(var) * jax.random.normal(key, x.shape))
 
 
 def ddim_move(key, model, x, t, s, eta: float = 0.0):
-    """z_s = alpha_s x_hat + sqrt(sigma_s^2 - c^2) eps_hat + c xi, c = eta sigma_post (DDIM)."""
+    """z_s = alpha_s x_hat + sqrt(sigma_s^2 - c^2) eps_hat + c xi, c = eta sigma_post (DDIM);
+    x_hat itself on the final step."""
     p = model.process
     x0, eps = model.x0_eps(x, t)
     _, var = p.posterior_mean_var(x, x0, t, s)
     c2 = eta**2 * var
     z = p.alpha(s) * x0 + jnp.sqrt(jnp.maximum(p.sigma(s) ** 2 - c2, 0.0)) * eps
-    return z + jnp.sqrt(c2) * jax.random.normal(key, x.shape) if eta else z
+    z = z + jnp.sqrt(c2) * jax.random.normal(key, x.shape) if eta else z
+    return final_or(model, s, x0, z)
 
 
 def em_move(key, model, x, t, s, eta: float = 1.0):

@@ -179,11 +179,11 @@ def test_ten_ddim_steps_fail_the_same_test():
 
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
 def test_sde_sampler_on_a_flow_model(eta):
-    """F5: Euler-Maruyama with the score from the exact velocity, from t = 1 - 1e-3."""
+    """F5: Euler-Maruyama with the score from the exact velocity, from sigma~ = 80."""
     p = flow.FlowMatching()
     sampler = samplers.get("flow", "em", eta)
     grid = samplers.grid("em", p, 1000)
-    assert float(grid[0]) == pytest.approx(1 - 1e-3)
+    assert float(grid[0]) == pytest.approx(80 / 81, rel=1e-5)
     den = oracles.exact_denoiser(GMM1, p)
     x, _ = jax.jit(lambda k: sampler(k, den, p, (N, 1), None, grid))(jax.random.key(3))
     assert_reproduces_gmm(np.asarray(x))
