@@ -16,14 +16,18 @@ import jax.numpy as jnp
 from samplers.solvers import Bound, solve_ode
 
 
-def exact_divergence(velocity, x, t):
-    """div u = tr(du/dx) per example, by a forward-mode Jacobian (small dimensions)."""
+def exact_divergence(velocity, x, t, cond=None):
+    """div u = tr(du/dx) per example, by a forward-mode Jacobian (small dimensions).
+
+    velocity(x, t, cond) acts on a batch; each example is differentiated with its own condition.
+    """
     shape = x.shape[1:]
 
-    def single(xi):
-        return velocity(xi[None], t)[0].reshape(-1)
+    def single(xi, ci):
+        ci = jax.tree.map(lambda c: c[None], ci)
+        return velocity(xi[None], t, ci)[0].reshape(-1)
 
-    jac = jax.vmap(jax.jacfwd(single))(x)  # [B, d, *shape]
+    jac = jax.vmap(jax.jacfwd(single))(x, cond)  # [B, d, *shape]
     d = math.prod(shape)
     return jnp.trace(jac.reshape(x.shape[0], d, d), axis1=1, axis2=2)
 
@@ -58,6 +62,10 @@ def log_likelihood(
         raise ValueError(f"divergence must be 'exact' or 'hutchinson', got {divergence!r}")
     model = Bound(denoiser, process, cond)
     x0 = jnp.asarray(x0, jnp.float32)
+
+    def velocity(x, t, c):
+        return Bound(denoiser, process, c).velocity(x, t)
+
     d = math.prod(x0.shape[1:])
     t0, t1 = float(process.t_min), 1.0
     sigma1 = process.sigma(t1)
@@ -70,7 +78,7 @@ def log_likelihood(
         def field(t, state, eps):
             x, _ = state
             if eps is None:
-                return model.velocity(x, t), exact_divergence(model.velocity, x, t)
+                return model.velocity(x, t), exact_divergence(velocity, x, t, cond)
             div, u = hutchinson_divergence(model.velocity, x, t, eps)
             return u, div
 

@@ -82,3 +82,19 @@ def test_bits_per_dim():
     assert likelihood.bits_per_dim(64 * np.log(2), 64) == pytest.approx(1.0)
     # bin width 1/8 adds 3 bits per dimension
     assert likelihood.bits_per_dim(0.0, 10, 0.125) == pytest.approx(3.0)
+
+
+def test_each_example_is_differentiated_with_its_own_label():
+    """u = (1 + c) x in 2-D has divergence 2 (1 + c): x_1 = x_0 e^(1 + c) and
+    log p_0 = log N(x_1; 0, I) + 2 (1 + c), per example (row 0's label once won for all)."""
+    p = PROCESSES["flow"]
+    labels = jnp.arange(4)
+    x0 = jnp.full((4, 2), 0.3)
+    den = lambda x, t, cond: (1.0 + cond[:, None]) * x
+    for divergence in ("exact", "hutchinson"):
+        logp, _ = likelihood.log_likelihood(
+            den, p, x0, labels, key=jax.random.key(0), divergence=divergence
+        )
+        x1 = 0.3 * np.exp(1.0 + np.arange(4.0))
+        truth = -(x1**2) - np.log(2 * np.pi) + 2 * (1.0 + np.arange(4.0))
+        np.testing.assert_allclose(logp, truth, rtol=1e-4)
