@@ -39,6 +39,21 @@ class AverageVelocityFlow(FlowMatching):
         del t
         return xt - expand(h, xt) * u
 
+    @property
+    def velocity_step(self) -> float:
+        """The step h at which the network's flow rows learn the instantaneous velocity."""
+        return 0.0
+
+    def sampling_denoiser(self, denoiser):
+        """The denoiser with h = velocity_step wherever a sampler passes no step (the ODE / SDE
+        samplers and the likelihood), so that samplers query only trained step sizes."""
+
+        def with_step(x, t, cond=None, h=None):
+            h = jnp.full(x.shape[:1], self.velocity_step, jnp.float32) if h is None else h
+            return denoiser(x, t, cond, h)
+
+        return with_step
+
 
 # -- shortcut models ------------------------------------------------------------------------
 
@@ -76,6 +91,11 @@ class Shortcut(AverageVelocityFlow):
     def step_sizes(self):
         """Every step size the network is trained on: 1/M (flow part) and 2d in 1..2/M."""
         return tuple(2.0**-k for k in range(self.levels + 1))
+
+    @property
+    def velocity_step(self) -> float:
+        """The flow rows train h = 1/M on the conditional velocity (never h = 0)."""
+        return 1.0 / self.base_steps
 
     def check_batch(self, batch_size: int) -> None:
         """Every level must get bootstrap rows: B divisible by bootstrap_every and B /

@@ -30,8 +30,8 @@ COUNT_SAMPLERS = {
     "unit_jump": lambda eta, f64: discrete.unit_jump,
     "exact": lambda eta, f64: discrete.exact(f64),  # one call per event, rates frozen on the grid
 }
-# Average-velocity models: K-step flow maps, plus every ODE / SDE sampler at h = 0 (their h = 0
-# output is the instantaneous velocity).
+# Average-velocity models: K-step flow maps, plus every ODE / SDE sampler at the step their flow
+# rows were trained on (process.sampling_denoiser: h = 1/M for shortcut, h = 0 for MeanFlow).
 FLOW_MAP_SAMPLERS = {"few_step": lambda eta, f64: few_step.flow_map, **GAUSSIAN_SAMPLERS}
 SAMPLERS = {
     "flow": GAUSSIAN_SAMPLERS,

@@ -229,3 +229,32 @@ def test_cfg_scale_on_an_unconditional_run_is_refused():
     comp = build(tiny_config())
     with pytest.raises(ValueError, match="needs a class-conditional run"):
         draw(comp, comp.init_params, "euler", 2, 4, 0, cfg_scale=2.0)
+
+
+@pytest.mark.parametrize("cls", [Shortcut, MeanFlow])
+def test_every_sampler_queries_only_trained_step_sizes(cls):
+    """Through the sampling denoiser that `training.run` builds, each sampler of the family calls
+    the network only at steps it was trained on (Shortcut: 1/M and 2^-k; MeanFlow: any h, but
+    the ODE samplers must use h = 0, its flow rows); an untrained h gives NaN here."""
+    import samplers
+
+    process = cls(levels=3) if cls is Shortcut else cls()
+    trained = jnp.array(process.step_sizes() if cls is Shortcut else (0.0,))
+
+    def strict(x, t, cond=None, h=None):
+        if h is None:
+            return jnp.full_like(x, jnp.nan)
+        ok = jnp.any(jnp.abs(h[:, None] - trained[None]) < 1e-6, axis=1)
+        return jnp.where(ok[:, None], exact_u(x, t, cond, h), jnp.nan)
+
+    den = process.sampling_denoiser(strict)
+    for name in sorted(samplers.SAMPLERS["shortcut"]):
+        if name == "few_step":
+            if cls is MeanFlow:
+                continue  # MeanFlow trains every h in [0, 1]
+            steps = 4
+        else:
+            steps = 1 if name == "adaptive" else 8
+        g = samplers.grid(name, process, steps)
+        x, _ = samplers.get("shortcut", name)(jax.random.key(0), den, process, (16, 2), None, g)
+        assert np.all(np.isfinite(np.asarray(x))), name

@@ -31,7 +31,10 @@ class Components:
     num_classes: int  # classes the network is conditioned on (0: unconditional)
 
     def denoiser(self, params):
-        return models.denoiser(self.graphdef, params)
+        """The sampling denoiser (average-velocity models: at their trained velocity step)."""
+        den = models.denoiser(self.graphdef, params)
+        wrap = getattr(self.process, "sampling_denoiser", None)
+        return den if wrap is None else wrap(den)
 
 
 def build(config) -> Components:
