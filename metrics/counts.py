@@ -83,15 +83,20 @@ def count_distances(x, y) -> dict:
 
 
 def count_report(samples, reference) -> dict:
-    """Every statistic of samples vs reference[:n] next to reference[n:2n] vs reference[:n]."""
+    """Every statistic of all samples vs reference[:m] next to reference[m:2m] vs reference[:m],
+    m = min(len(samples), len(reference) // 2): a finite data set (digits: 1617 training rows)
+    may hold fewer than two halves of the sample size."""
     samples = np.asarray(samples)
-    n = len(samples)
     reference = np.asarray(reference)
-    if len(reference) < 2 * n:
-        raise ValueError(f"count_report needs {2 * n} reference rows, got {len(reference)}")
-    a, b = reference[:n], reference[n : 2 * n]
+    m = min(len(samples), len(reference) // 2)
+    if m < 2:
+        raise ValueError(
+            f"count_report needs at least 4 reference rows and 2 samples, got "
+            f"{len(reference)} reference rows and {len(samples)} samples"
+        )
+    a, b = reference[:m], reference[m : 2 * m]
     model, data = count_distances(samples, a), count_distances(b, a)
-    return {**model, **{f"{k}_data": v for k, v in data.items()}}
+    return {**model, **{f"{k}_data": v for k, v in data.items()}, "reference_rows": m}
 
 
 KEYS = (

@@ -214,25 +214,40 @@ class CountFlow:
     # -- reverse process ------------------------------------------------------------------------
     def posterior(self, key, xt, t, s, pred):
         """One tau-leaping move t -> s (MATH.md §4.5): births ~ Poisson(lambda h), deaths ~
-        Binomial(x, 1 - exp(-beta h)) with the per-capita rate beta, so x_s >= 0 exactly."""
+        Binomial(x, min(1, beta h)) with the per-capita rate beta, so x_s >= 0 exactly.
+
+        On the bridge every remaining jump happens at a uniform time in [0, t], so the hazard of a
+        unit that must die grows like 1/t and its death probability over [s, t] is
+        (beta t) h / t = beta h, not 1 - exp(-beta h) (which leaves e^-1 of them alive on a last
+        step with h ~ t). beta h is that law with beta t (the expected share that must die)
+        frozen at t; on the final step to t_eps it is the bridge's endpoint law."""
         lb, ld = self.log_rates(pred, xt)
         h = t - s
         k_birth, k_death = jax.random.split(key)
         births = jax.random.poisson(k_birth, jnp.exp(lb) * h, xt.shape).astype(jnp.int32)
-        p_death = -jnp.expm1(-jnp.exp(ld) * h)
-        deaths = jax.random.binomial(k_death, xt.astype(jnp.float32), p_death)
+        deaths = jax.random.binomial(k_death, xt.astype(jnp.float32), death_probability(ld, h))
         return xt + births - deaths.astype(jnp.int32)
 
     def unit_jump(self, key, xt, t, s, pred):
-        """At most one jump per coordinate (count-FM's Euler step): P(stay) = exp(-(lambda+mu) h),
-        P(+1) = (1 - exp(-(lambda+mu) h)) lambda / (lambda + mu), and likewise -1 with mu."""
+        """At most one jump per coordinate (count-FM's Euler step) with the bridge's linear
+        hazards (see `posterior`): P(+1) = lambda h, P(-1) = mu h, both scaled down together when
+        (lambda + mu) h > 1. The final step to t_eps is the tau-leaping move: there every
+        remaining jump must happen, which one jump per coordinate cannot do."""
         birth, death = self.rates(pred, xt)
-        total = birth + death
-        p_jump = -jnp.expm1(-total * (t - s))
+        h = t - s
+        total = (birth + death) * h
+        scale = 1.0 / jnp.maximum(total, 1.0)
+        p_birth, p_death = birth * h * scale, death * h * scale
         u = jax.random.uniform(key, xt.shape)
-        p_birth = p_jump * jnp.where(total > 0, birth / jnp.where(total > 0, total, 1.0), 0.0)
-        death = (u >= p_birth) & (u < p_jump)
-        return xt + (u < p_birth).astype(jnp.int32) - death.astype(jnp.int32)
+        step = (u < p_birth).astype(jnp.int32) - ((u >= p_birth) & (u < p_birth + p_death))
+        final = s <= self.t_eps
+        return jnp.where(final, self.posterior(key, xt, t, s, pred), xt + step)
+
+
+def death_probability(log_per_capita, h):
+    """min(1, beta h): the bridge's death probability of each unit over a step h (see
+    CountFlow.posterior)."""
+    return jnp.minimum(jnp.exp(log_per_capita) * h, 1.0)
 
 
 COUPLINGS = ("independent", "ot")

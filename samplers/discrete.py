@@ -14,7 +14,7 @@ Categorical draws are float64 Gumbel-max by default (`float64=False` for the flo
 
 Count flows (birth-death processes, MATH.md §4.5):
 - `tau_leaping`: Poisson births and binomially thinned deaths per step; never negative.
-- `unit_jump`: at most one jump per coordinate per step (competing hazards).
+- `unit_jump`: at most one jump per coordinate per step (competing linear hazards).
 - `exact`: event-by-event simulation (Gillespie); exact by thinning when an upper bound on the
   total rate is given, otherwise with rates frozen between events and grid times.
 """

@@ -365,10 +365,36 @@ def test_huge_death_rates_never_make_counts_negative(name):
         return log_rate_pred(NEG, jnp.full(x.shape, 15.0))
 
     x, _ = run(getattr(discrete, name), killer, process, (2000, 16), solvers.uniform_grid(3))
-    x1 = np.asarray(process.prior(jax.random.split(jax.random.key(0))[0], (2000, 16)))
-    # tau-leaping kills everything; unit jumps remove exactly one unit per step while x > 0
-    expected = 0 if name == "tau_leaping" else np.maximum(x1 - 3, 0)
-    np.testing.assert_array_equal(x, np.broadcast_to(expected, x.shape))
+    # tau-leaping kills everything; unit jumps remove one unit per step while x > 0, and the
+    # final step (the endpoint law) removes the rest
+    np.testing.assert_array_equal(x, 0)
+
+
+@pytest.mark.parametrize("name", ["tau_leaping", "unit_jump"])
+@pytest.mark.parametrize("grid_kind", ["power", "uniform"])
+def test_units_that_must_die_are_dead_at_the_end(name, grid_kind):
+    """Poisson(6) -> delta_0 with the exact rates (per-capita death 1/t): x_t ~ Poisson(6 t), so
+    P(x >= 1) at t_eps = 1e-4 is 0.0006. Thinning with 1 - exp(-beta h) left 0.216 (power-0.5
+    grid, K = 100) and 0.031 (uniform grid) alive; the bridge's death probability beta h is
+    exact at every step."""
+    process = CountFlow(source="poisson", source_rate=6.0)
+
+    def death(x, t, cond=None):
+        return log_rate_pred(NEG, jnp.broadcast_to(-jnp.log(t)[:, None], x.shape))
+
+    grid = (
+        solvers.power_grid(100, 0.5, process.t_min)
+        if grid_kind == "power"
+        else solvers.uniform_grid(100, 1.0, process.t_min)
+    )
+    x, _ = run(getattr(discrete, name), death, process, (20000, 4), grid)
+    alive = float(np.mean(x >= 1))
+    assert alive < 0.0006 + 4 * np.sqrt(0.0006 / x.size), alive
+    if name == "tau_leaping":  # and the intermediate marginal is Poisson(6 t)
+        half = solvers.power_grid(100, 0.5, 0.0)[:51]
+        x, _ = run(discrete.tau_leaping, death, process, (20000, 1), half)
+        pmf = stats.poisson(6.0 * float(half[-1])).pmf(np.arange(60))
+        assert total_variation(x[:, 0], pmf) < 0.02
 
 
 def test_frozen_rate_exact_sampler_is_exact_for_piecewise_constant_rates():
