@@ -4,3 +4,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+# One persistent XLA compilation cache for the whole suite, inherited by the train.py / sample.py
+# subprocesses: the same step functions, samplers and data generators are compiled once per run
+# instead of once per test and process. It lives in the ignored .cache/ (empty on a fresh clone).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".cache", "jax-tests"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
