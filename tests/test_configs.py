@@ -108,7 +108,7 @@ def shrunk(path):
     c = parse(path)
     if "digits" not in c.data.name:
         c.eval.num_samples = 64
-    c.model.width, c.model.depth, c.model.blocks = 32, 1, 1
+    c.model.width, c.model.depth, c.model.blocks, c.model.heads = 32, 1, 1, 4
     c.model.mults = (1,)
     tc = c.train
     tc.steps = tc.log_every = tc.eval_every = tc.save_every = tc.steps_per_call = 1
@@ -123,7 +123,17 @@ def shrunk(path):
 def test_every_config_trains_and_evaluates(path, tmp_path):
     """Each shipped config trains a step and runs its final evaluation to the end (counts_digits
     once crashed there: its 1617 training rows could not give 2 x 1000 reference rows)."""
+    from PIL import Image
+
     from training.loop import train
 
-    last = train(shrunk(path), str(tmp_path / "run"))
+    c = shrunk(path)
+    if c.data.name == "image_folder":  # configs for the user's own images: a tiny folder
+        rng = np.random.default_rng(0)
+        for k in range(8):
+            os.makedirs(tmp_path / "images" / f"class{k % 2}", exist_ok=True)
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / f"class{k % 2}" / f"{k}.png")
+        c.data.path = str(tmp_path / "images")
+    last = train(c, str(tmp_path / "run"))
     assert last and all(np.isfinite(v) for v in last.values() if isinstance(v, float)), last
