@@ -2,13 +2,19 @@
 
 Loads the run's config and the EMA parameters of its latest (or --step) checkpoint, samples with
 --sampler for --steps, and writes samples.npz, a plot and the quality metrics into --out
-(default: <workdir>/samples/). In Python, `training.run.load_run(workdir)` gives the same run.
+(default: <workdir>/samples/<sampler>_<steps>steps[_eta..][_cfg..][_float32]_seed<seed>_ckpt<step>,
+so that runs with other settings never overwrite each other). The sampler, eta and guidance are
+checked against the saved config before anything is loaded. In Python,
+`training.run.load_run(workdir)` gives the same run. Bad input ends with one line,
+`error: <message>`; DIFFLAB_TRACEBACK=1 shows the traceback.
 """
 
 import json
 import os
 
 from absl import app, flags, logging
+
+from training import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory written by train.py", required=True)
 _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
@@ -25,28 +31,51 @@ _SEED = flags.DEFINE_integer("seed", 0, "sampling seed")
 _CFG = flags.DEFINE_float(
     "cfg_scale", None, "classifier-free guidance weight w (conditional runs; 1 = conditional)"
 )
-_OUT = flags.DEFINE_string("out", None, "output directory (default: <workdir>/samples)")
+_OUT = flags.DEFINE_string("out", None, "output directory (default: named by the settings)")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
+    with cli.expected_errors():
+        sample()
+
+
+def setting_name(sampler, steps, eta, cfg_scale, float32, seed, step) -> str:
+    """The default output folder's name: every setting that changes the samples."""
+    parts = [f"{sampler}_{steps}steps"]
+    parts += [] if eta is None else [f"eta{eta:g}"]
+    parts += [] if cfg_scale is None else [f"cfg{cfg_scale:g}"]
+    parts += ["float32"] if float32 else []
+    return "_".join([*parts, f"seed{seed}", f"ckpt{step}"])
+
+
+def sample():
     import numpy as np
 
     import metrics
     import samplers
-    from training.run import draw, load_run, show
+    from training.evaluate import show
+    from training.run import load_config, load_run
+    from training.sampling import check_guidance_config, draw
 
-    run = load_run(_WORKDIR.value, _STEP.value)
-    sampler = _SAMPLER.value or run.config.eval.sampler
-    samplers.check(run.config.process.family, sampler, _ETA.value, not _FLOAT32.value)
-    steps = _STEPS.value or run.config.eval.steps
-    num = _NUM.value or run.config.eval.num_samples
+    config, step = load_config(_WORKDIR.value, _STEP.value)
+    sampler = _SAMPLER.value or config.eval.sampler
+    samplers.check(config.process.family, sampler, _ETA.value, not _FLOAT32.value)
+    check_guidance_config(config, _CFG.value)
+    steps = config.eval.steps if _STEPS.value is None else _STEPS.value
+    num = config.eval.num_samples if _NUM.value is None else _NUM.value
     if steps <= 0 or num <= 0:
-        raise app.UsageError(f"--steps={steps} and --num_samples={num} must be positive")
-    out = _OUT.value or os.path.join(_WORKDIR.value, "samples")
-    os.makedirs(out, exist_ok=True)
+        raise ValueError(
+            f"--steps={steps} and --num_samples={num} must be positive integers (omit a flag to "
+            f"use the config's eval value)"
+        )
+    eta = samplers.effective_eta(sampler, _ETA.value)
+    name = setting_name(sampler, steps, eta, _CFG.value, _FLOAT32.value, _SEED.value, step)
+    out = _OUT.value or os.path.join(_WORKDIR.value, "samples", name)
+
+    run = load_run(_WORKDIR.value, step)
     labels = metrics.sampling_labels(run.components.dataset, num, _SEED.value)
     if not run.components.num_classes:
         labels = None
@@ -62,6 +91,7 @@ def main(argv):
         float64=not _FLOAT32.value,
         cfg_scale=_CFG.value,
     )
+    os.makedirs(out, exist_ok=True)
     np.savez(os.path.join(out, "samples.npz"), x=x)
     title = f"{run.config.name} step {run.step}: {sampler}, {steps} steps"
     title += "" if _CFG.value is None else f", CFG w={_CFG.value:g}"
@@ -69,10 +99,14 @@ def main(argv):
     result = {
         "step": run.step,
         "sampler": sampler,
-        "eta": _ETA.value,
+        **({} if eta is None else {"eta": eta}),
+        "cfg_scale": _CFG.value,
+        "categorical_float32": _FLOAT32.value,
         "steps": steps,
+        "seed": _SEED.value,
         "num_samples": len(x),
         "nfe": float(info["nfe"]),
+        "denoiser_calls": float(info["denoiser_calls"]),
         **metrics.report(x, run.components.dataset, n=len(x), seed=_SEED.value),
     }
     with open(os.path.join(out, "metrics.json"), "w") as f:

@@ -3,21 +3,18 @@
 With no arguments it trains the default config (flow matching on the checkerboard) in
 runs/flow_checkerboard. A run restarted with the same workdir resumes from its latest checkpoint.
 Multi-process: pass --num_processes/--process_id/--coordinator_address (or --distributed to let
-jax.distributed.initialize() detect a TPU pod / SLURM cluster).
+jax.distributed.initialize() detect a TPU pod / SLURM cluster). Bad input ends with one line,
+`error: <message>`; DIFFLAB_TRACEBACK=1 shows the traceback.
 """
 
 import os
 
 from absl import app, flags, logging
-from ml_collections import config_flags
+
+from training import cli
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-_CONFIG = config_flags.DEFINE_config_file(
-    "config",
-    os.path.join(ROOT, "configs", "flow_checkerboard.py"),
-    "experiment config file",
-    lock_config=True,
-)
+_CONFIG = cli.define_config(os.path.join(ROOT, "configs", "flow_checkerboard.py"))
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (default: runs/<config.name>)")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize()")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
@@ -32,6 +29,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    with cli.expected_errors():
+        run(_CONFIG.value)
+
+
+def run(config):
     import jax
 
     if _DISTRIBUTED.value or _NUM_PROCESSES.value:
@@ -41,10 +43,9 @@ def main(argv):
 
     from training.loop import train
 
-    config = _CONFIG.value
     workdir = _WORKDIR.value or config.workdir or os.path.join("runs", config.name)
     train(config, workdir, stop_after=_STOP_AFTER.value)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_app(main)

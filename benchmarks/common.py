@@ -41,7 +41,7 @@ def scored_digits(comp, params, sampler: str, steps: int, n: int, labels, ref, d
     import time
 
     from metrics import frechet
-    from training.run import draw
+    from training.sampling import draw
 
     t0 = time.perf_counter()
     x, info = draw(comp, params, sampler, steps, n, seed=1, labels=labels)

@@ -35,7 +35,8 @@ def main(argv):
     import metrics
     from benchmarks.common import write_result
     from training.loop import train
-    from training.run import draw, load_run
+    from training.run import load_run
+    from training.sampling import draw
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="points_quality_")

@@ -30,8 +30,8 @@ def main(argv):
     from benchmarks.common import write_result
     from training import config_checks
     from training import mesh as mesh_lib
+    from training.components import build
     from training.loop import local_batches
-    from training.run import build
     from training.state import init_state, make_optimizer
     from training.step import compile_step, train_step
 

@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data.coupling import OT_COSTS, ot_permutation
+
 # -- scRNA-seq-like cells: a negative-binomial mixture of cell types with gene programs ----------
 
 
@@ -145,9 +147,15 @@ class PairedSource:
     def _draw(self):
         return jax.jit(self.draw, static_argnums=1)
 
-    def batch(self, step: int, start: int, size: int, global_batch: int | None = None) -> dict:
-        from models.counts import ot_permutation
+    def __post_init__(self):
+        if self.coupling not in ("independent", "ot"):
+            raise ValueError(
+                f"config.process.coupling must be 'independent' or 'ot', got {self.coupling!r}"
+            )
+        if self.coupling == "ot" and self.cost not in OT_COSTS:
+            raise ValueError(f"config.process.ot_cost must be one of {OT_COSTS}, got {self.cost!r}")
 
+    def batch(self, step: int, start: int, size: int, global_batch: int | None = None) -> dict:
         g = global_batch or size
         out = self.target.batch(step, 0, g, g)
         key = jax.random.fold_in(jax.random.key(self.seed + 3_000_017), step)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from models.common import conditioning, expand
 from models.flow import FlowMatching
-from samplers.guidance import classifier_free  # the bootstrap targets may be guided
+from models.mixing import classifier_free  # the bootstrap targets may be guided
 
 
 def per_example_sq(err):

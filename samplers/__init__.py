@@ -16,8 +16,8 @@ GAUSSIAN_SAMPLERS = {
     "heun": lambda eta, f64: solvers.heun,
     "heun_edm": lambda eta, f64: solvers.heun_edm,
     "ddpm": lambda eta, f64: solvers.ddpm,
-    "ddim": lambda eta, f64: solvers.ddim(0.0 if eta is None else eta),
-    "em": lambda eta, f64: solvers.euler_maruyama(1.0 if eta is None else eta),
+    "ddim": lambda eta, f64: solvers.ddim(effective_eta("ddim", eta)),
+    "em": lambda eta, f64: solvers.euler_maruyama(effective_eta("em", eta)),
     "adaptive": lambda eta, f64: solvers.adaptive,
 }
 MASKED_SAMPLERS = {
@@ -67,6 +67,14 @@ def check(family: str, name: str, eta=None, float64: bool = True) -> None:
             f"eta={eta} is only meaningful (and must be >= 0) for the samplers "
             f"{TAKES_ETA}, got sampler {name!r}"
         )
+
+
+def effective_eta(name: str, eta=None):
+    """The noise scale a sampler runs with: the given eta, or the default of ddim (0) and em (1);
+    None for samplers without one."""
+    if name not in TAKES_ETA:
+        return None
+    return float(eta) if eta is not None else {"ddim": 0.0, "em": 1.0}[name]
 
 
 def get(family: str, name: str, eta=None, float64: bool = True):

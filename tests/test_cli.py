@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from tests.helpers import run_sample, run_train
 from training.run import load_run
@@ -42,16 +43,28 @@ def test_train_then_sample(tmp_path):
         ]
     )
     assert s.returncode == 0, s.stderr[-3000:]
-    x = np.load(work / "samples" / "samples.npz")["x"]
+    out = work / "samples" / "euler_20steps_seed0_ckpt100"
+    x = np.load(out / "samples.npz")["x"]
     assert x.shape == (300, 2) and np.isfinite(x).all()
-    assert (work / "samples" / "samples.png").exists()
-    assert json.load(open(work / "samples" / "metrics.json"))["nfe"] == 20
+    assert (out / "samples.png").exists()
+    assert json.load(open(out / "metrics.json"))["nfe"] == 20
+    # another setting writes its own folder and records the effective eta
+    s = run_sample([f"--workdir={work}", "--num_samples=50", "--sampler=em", "--steps=10"])
+    assert s.returncode == 0, s.stderr[-3000:]
+    assert json.load(open(work / "samples" / "em_10steps_eta1_seed0_ckpt100" / "metrics.json"))[
+        "eta"
+    ] == pytest.approx(1.0)
+    assert (out / "samples.npz").exists()
 
-    bad = run_sample([f"--workdir={work}", "--sampler=first_hitting"])
-    assert bad.returncode != 0
-    assert "sampler 'first_hitting' is not available for the 'flow' family" in bad.stderr
-    bad = run_sample([f"--workdir={work}", "--categorical_float32"])
-    assert bad.returncode != 0 and "apply only to the samplers" in bad.stderr
+    for args, message in [
+        (["--sampler=first_hitting"], "sampler 'first_hitting' is not available for the 'flow'"),
+        (["--categorical_float32"], "apply only to the samplers"),
+        (["--steps=0"], "--steps=0 and --num_samples=500 must be positive"),
+        (["--num_samples=0"], "--steps=10 and --num_samples=0 must be positive"),
+        (["--cfg_scale=2"], "needs a class-conditional run"),
+    ]:
+        bad = run_sample([f"--workdir={work}", *args])
+        assert bad.returncode != 0 and one_line_error(bad.stderr, message), bad.stderr
 
     run = load_run(str(work), step=50)
     assert run.step == 50 and run.config.name == "flow_checkerboard"
@@ -61,6 +74,23 @@ def test_train_then_sample(tmp_path):
     assert u.shape == (64, 2)
 
 
-def test_sample_without_checkpoint_is_clear(tmp_path):
-    s = run_sample([f"--workdir={tmp_path}"])
-    assert s.returncode != 0 and "no checkpoint in" in s.stderr
+def one_line_error(stderr: str, message: str) -> bool:
+    """stderr is the single line `error: ...message...` (no traceback)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_expected_errors_are_one_line_and_create_nothing(tmp_path):
+    missing = tmp_path / "missing"
+    s = run_sample([f"--workdir={missing}"])
+    assert s.returncode != 0 and one_line_error(s.stderr, "no checkpoint in"), s.stderr
+    assert not missing.exists()  # reading never creates directories
+    t = run_train(["--config.optim.lrr=1", f"--workdir={tmp_path / 'a'}"])
+    assert t.returncode != 0, t.stderr
+    assert one_line_error(t.stderr, "config.optim has no field 'lrr'; did you mean 'lr'"), t.stderr
+    bad_data = ["--config.data.name=npz", f"--config.data.path={tmp_path / 'none.npz'}"]
+    t = run_train([*bad_data, f"--workdir={tmp_path / 'b'}"])
+    assert t.returncode != 0 and one_line_error(t.stderr, "does not exist"), t.stderr
+    assert not (tmp_path / "b").exists()  # data checks run before the workdir is made
+    t = run_train([*bad_data, f"--workdir={tmp_path / 'b'}"], {"DIFFLAB_TRACEBACK": "1"})
+    assert "Traceback" in t.stderr

@@ -9,10 +9,10 @@ import pytest
 import data
 from configs.common import counts_process
 from data.counts import CountView, PairedSource, array_draw
+from data.coupling import cost_matrix, ot_permutation
 from metrics import counts as count_metrics
-from models.counts import cost_matrix, ot_permutation
 from tests.helpers import tiny_config
-from training.run import build
+from training.components import build
 
 
 def data_config(**kw):

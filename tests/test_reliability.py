@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import ROOT, tiny_config
-from training import loop
+from training import checkpoint, loop
 from training.loop import train
 from training.run import load_state
 
@@ -60,9 +60,18 @@ def test_workdir_of_another_config_is_refused(tmp_path):
     ):
         train(c, str(tmp_path / "run"))
     c.optim.lr = 1e-3
+    c.train.steps_per_call, c.train.log_every = 10, 10  # refused, not mistaken for train.steps
+    with pytest.raises(ValueError, match=r"train.steps_per_call: checkpoint 5 vs now 10"):
+        train(c, str(tmp_path / "run"))
+    c.train.steps_per_call = 5
     c.train.log_every = 10  # logging changes are fine
-    c.train.steps = 10
     train(c, str(tmp_path / "run"))
+    # a finished run is extended by a larger train.steps (it was refused as another config)
+    c.train.steps, c.train.eval_every, c.train.save_every = 20, 20, 20
+    train(c, str(tmp_path / "run"))
+    mgr = checkpoint.manager(str(tmp_path / "run"), 5, create=False)
+    assert max(mgr.all_steps()) == 20
+    mgr.close()
 
 
 @pytest.mark.slow

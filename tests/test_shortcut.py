@@ -224,7 +224,8 @@ def test_classifier_free_guidance_endpoints_and_bootstrap_cfg_rows():
 
 def test_cfg_scale_on_an_unconditional_run_is_refused():
     from tests.helpers import tiny_config
-    from training.run import build, draw
+    from training.components import build
+    from training.sampling import draw
 
     comp = build(tiny_config())
     with pytest.raises(ValueError, match="needs a class-conditional run"):

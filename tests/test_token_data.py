@@ -7,7 +7,7 @@ import pytest
 import data
 from configs import masked_digits, masked_markov, masked_text
 from data import markov, tokens
-from training import run
+from training import components, evaluate
 
 
 def data_config(**kw):
@@ -116,15 +116,15 @@ def test_family_must_fit_the_data():
     c = masked_text.get_config()
     c.process.family = "flow"
     with pytest.raises(ValueError, match="cannot model the tokens"):
-        run.build(c)
+        components.build(c)
     c = masked_markov.get_config()
     c.data.name = "checkerboard"
     with pytest.raises(ValueError, match="cannot model the points"):
-        run.build(c)
+        components.build(c)
     c = masked_digits.get_config()
     c.model.net = "dit"
     with pytest.raises(ValueError, match="token data"):
-        run.build(c)
+        components.build(c)
 
 
 def test_ngram_is_normalised_and_learns_a_deterministic_stream():
@@ -151,8 +151,8 @@ def test_digit_token_samples_are_scored_and_shown_as_images(tmp_path):
     noise = np.random.default_rng(0).integers(0, 17, real.shape).astype(np.int32)
     bad = metrics.report(noise, d, n=200, seed=0)
     assert good["frechet_distance"] < 3 * good["frechet_distance_data"] < bad["frechet_distance"]
-    path = run.show(d, real[:32], str(tmp_path / "s"), "digits")
+    path = evaluate.show(d, real[:32], str(tmp_path / "s"), "digits")
     assert path.endswith(".png") and (tmp_path / "s.png").exists()
     text = data.build(data_config())
-    path = run.show(text, text.reference(3, 0), str(tmp_path / "t"), "text")
+    path = evaluate.show(text, text.reference(3, 0), str(tmp_path / "t"), "text")
     assert len(open(path, encoding="utf-8").read().splitlines()) == 4

@@ -22,11 +22,14 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.abspath(os.path.join(workdir, "checkpoints"))
 
 
-def manager(workdir: str, keep: int, asynchronous: bool = True) -> ocp.CheckpointManager:
+def manager(
+    workdir: str, keep: int, asynchronous: bool = True, create: bool = True
+) -> ocp.CheckpointManager:
+    """The run's checkpoint manager; create=False for reading (the directory must exist)."""
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep,
         enable_async_checkpointing=asynchronous,
-        create=True,
+        create=create,
     )
     return ocp.CheckpointManager(
         checkpoint_dir(workdir), options=options, item_names=("state", "config")
@@ -73,15 +76,23 @@ def restore_config(mgr: ocp.CheckpointManager, step: int) -> ml_collections.Conf
 
 
 # Fields that may change between a run and its resumption: they do not change what is computed.
+# train.steps may grow (or shrink) to extend a finished run; the learning-rate schedule is then
+# the new length's.
 RESUMABLE_CHANGES = (
     "workdir",
+    "train.steps",
     "train.log_every",
     "train.eval_every",
     "train.save_every",
     "train.keep_checkpoints",
     "train.nonfinite",
-    "eval.",
+    "eval.*",
 )
+
+
+def resumable(key: str) -> bool:
+    """Whether the flattened config field `key` may differ on resume ('x.*' covers a group)."""
+    return any(key == k or (k.endswith(".*") and key.startswith(k[:-1])) for k in RESUMABLE_CHANGES)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -94,16 +105,13 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def check_same_run(saved: dict, config, workdir: str) -> None:
     """Refuse to resume a checkpoint written by a different config (other than logging/eval)."""
     old, new = _flatten(saved), _flatten(json.loads(config.to_json()))
-    diff = [
-        k
-        for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)
-    ]
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not resumable(k)]
     if diff:
-        shown = ", ".join(f"{k}: checkpoint {old.get(k)!r} vs now {new.get(k)!r}" for k in diff[:5])
+        shown = ", ".join(f"{k}: checkpoint {old.get(k)!r} vs now {new.get(k)!r}" for k in diff)
         raise ValueError(
-            f"workdir {workdir!r} holds a checkpoint of a different config ({shown}); "
-            f"use another --workdir or the original config"
+            f"workdir {workdir!r} holds a checkpoint of a different config ({shown}); only "
+            f"steps, intervals, checkpoint keeping, nonfinite handling and eval settings may "
+            f"change on resume: use another --workdir or the original values"
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -15,8 +16,9 @@ from tqdm import tqdm
 
 from training import checkpoint, config_checks, plots
 from training import mesh as mesh_lib
+from training.components import build
+from training.evaluate import evaluate
 from training.logging import MetricWriter
-from training.run import build, evaluate
 from training.state import init_state, learning_rate, make_optimizer
 from training.step import compile_step, train_step
 
@@ -108,17 +110,16 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
     config_checks.check(config, mesh.size)
     tc = config.train
     lead = jax.process_index() == 0
+    comp = build(config)  # data checks run before the workdir exists
     os.makedirs(workdir, exist_ok=True)
-    if lead:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json(indent=2))
-
-    comp = build(config)
     optimizer = make_optimizer(config.optim, tc.steps)
     mgr = checkpoint.manager(workdir, tc.keep_checkpoints)
     state, step = restore_or_init(
         mgr, init_state(comp.init_params, optimizer), mesh, config, workdir
     )
+    if lead:  # after the resume check, so that a refused config never overwrites it
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json(indent=2))
     if step and lead:
         print(f"resuming {workdir} from step {step}")
     step_fn = compile_step(
@@ -131,10 +132,12 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
     lr = learning_rate(config.optim, tc.steps)
     writer = MetricWriter(workdir, step, enabled=lead)
     lead_axes = 1 if tc.steps_per_call > 1 else 0
+    # a progress bar on a terminal; a line per log interval in logs (no carriage returns)
+    terminal = sys.stderr.isatty()
     bar = tqdm(
         total=tc.steps,
         initial=step,
-        disable=not lead,
+        disable=not (lead and terminal),
         desc=config.name,
         unit="step",
         dynamic_ncols=True,
@@ -161,6 +164,12 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
                     {**host, "lr": lr(step - 1), "steps_per_sec": rate, "skipped_total": skipped},
                 )
                 bar.set_postfix(loss=f"{float(host['loss']):.4f}", steps_per_s=f"{rate:.1f}")
+                if lead and not terminal:
+                    print(
+                        f"{config.name} step {step}/{tc.steps}: loss {float(host['loss']):.4f}, "
+                        f"{rate:.1f} steps/s",
+                        flush=True,
+                    )
             if preemption.requested:
                 checkpoint.save(mgr, step, state, config)
                 mgr.wait_until_finished()
@@ -177,6 +186,11 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
                 checkpoint.save(mgr, step, state, config)
             if step % tc.eval_every == 0 or step == tc.steps:
                 if lead:
+                    ec = config.eval
+                    bar.write(
+                        f"evaluating step {step}: {ec.num_samples} samples, {ec.sampler} with "
+                        f"{ec.steps} steps, metrics against fresh data"
+                    )
                     last = evaluate(comp, mesh_lib.to_host(state["ema_params"]), step, workdir)
                     writer.write(step, last)
                     plots.loss_curve(writer.records(), os.path.join(workdir, "loss.png"))

@@ -1,0 +1,42 @@
+"""Classifier-free mixing of a conditional and an unconditional prediction in one network call
+(Ho & Salimans 2022; MATH.md §6.1).
+
+pred_w = pred(x | null) + w (pred(x | c) - pred(x | null)), evaluated as one batched call on
+[x; x] with labels [c; null]. Velocity / eps / x0 / v and average velocities are affine in the
+score, masked logits are log-probabilities up to a per-position constant that log-softmax removes,
+and count log-rates mix geometrically, so the same linear mix is the meaningful one for every
+family's natural prediction (MATH.md §3.4, §4.6). The process of shortcut models (guided
+bootstrap targets) and the sampler package both use it.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+NULL_LABEL = -1
+
+
+def classifier_free(denoiser, scale: float):
+    """The guided denoiser pred(null) + w (pred(c) - pred(null)): w = 1 is the conditional model,
+    w = 0 the unconditional one, w > 1 sharpens toward the class. Each call is one network pass
+    on a doubled batch (`network_passes` = 2 per call)."""
+
+    def guided(x, t, cond=None, h=None):
+        if cond is None:
+            raise ValueError("classifier-free guidance needs labels (cond), got None")
+        batch = x.shape[0]
+        twice = lambda v: jnp.concatenate([v, v]) if jnp.ndim(v) else v
+        t2 = twice(jnp.broadcast_to(jnp.asarray(t, jnp.float32), (batch,)))
+        labels = jnp.concatenate([cond, jnp.full_like(cond, NULL_LABEL)])
+        step = {} if h is None else {"h": twice(jnp.broadcast_to(h, (batch,)))}
+        both = denoiser(jnp.concatenate([x, x]), t2, labels, **step)
+        pred_c, pred_null = both[:batch], both[batch:]
+        return pred_null + scale * (pred_c - pred_null)
+
+    guided.network_passes = 2 * network_passes(denoiser)
+    return guided
+
+
+def network_passes(denoiser) -> int:
+    """Network passes (in units of the sampler's batch) that one call of `denoiser` costs."""
+    return getattr(denoiser, "network_passes", 1)

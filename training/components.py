@@ -1,0 +1,92 @@
+"""What a run is made of: the data set, the network (graph definition and initial parameters)
+and the process described by a config, with the checks that they fit together."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import data
+import models
+import samplers
+from data import counts
+from models import nets
+
+
+@dataclasses.dataclass
+class Components:
+    config: object
+    dataset: object
+    graphdef: object
+    init_params: dict
+    process: object
+    num_classes: int  # classes the network is conditioned on (0: unconditional)
+    # compiled samplers by setting (training.sampling.compiled_sampler)
+    compiled: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def denoiser(self, params):
+        """The sampling denoiser (average-velocity models: at their trained velocity step)."""
+        den = models.denoiser(self.graphdef, params)
+        wrap = getattr(self.process, "sampling_denoiser", None)
+        return den if wrap is None else wrap(den)
+
+
+def build(config) -> Components:
+    """Data set, network (initialised from config.seed) and process described by `config`."""
+    dataset = data.build(config.data)
+    if config.model.conditional and not dataset.num_classes:
+        raise ValueError(
+            f"config.model.conditional=True needs labelled data, but data set "
+            f"{config.data.name!r} has no labels"
+        )
+    num_classes = dataset.num_classes if config.model.conditional else 0
+    vocab_size = getattr(dataset, "vocab_size", 0)
+    check_family_fits_data(config.process.family, dataset)
+    check_net_fits_family(config.model.net, config.process.family)
+    net = nets.build(config.model, dataset.shape, num_classes, config.seed, vocab_size)
+    graphdef, params = models.split(net)
+    process = models.build_process(config, vocab_size, getattr(dataset, "source", None))
+    if config.process.family == "counts":
+        dataset = pair_source(dataset, process, config)
+    return Components(config, dataset, graphdef, params, process, num_classes)
+
+
+def pair_source(dataset, process, config):
+    """Count flows: batches carry their paired source rows when the source is a population or
+    the coupling is minibatch OT (independent parametric sources are drawn inside the loss)."""
+    pc = config.process
+    if pc.source != "data" and pc.coupling == "independent":
+        return dataset
+    shape = tuple(dataset.shape)
+
+    def draw(key, n):
+        return process.prior(key, (n, *shape))
+
+    return counts.PairedSource(dataset, draw, pc.coupling, pc.ot_cost, config.data.seed)
+
+
+def check_family_fits_data(family: str, dataset) -> None:
+    """Tokens need masked diffusion, counts the count flow, points and images a Gaussian family."""
+    need = samplers.DATA_KIND.get(family, "continuous")
+    have = dataset.kind if dataset.kind in ("tokens", "counts") else "continuous"
+    if need != have:
+        fits = sorted(
+            f for f in models.PROCESSES if samplers.DATA_KIND.get(f, "continuous") == have
+        )
+        raise ValueError(
+            f"config.process.family={family!r} cannot model the {dataset.kind} of data set "
+            f"{dataset.name!r}; use one of {fits}"
+        )
+
+
+def check_net_fits_family(net: str, family: str) -> None:
+    """The counts family needs a network that outputs log-rates, and only it does."""
+    if (family == "counts") != (net in nets.COUNT_NETWORKS):
+        need = (
+            nets.COUNT_NETWORKS
+            if family == "counts"
+            else sorted(set(nets.NETWORKS) - set(nets.COUNT_NETWORKS))
+        )
+        raise ValueError(
+            f"config.model.net={net!r} does not fit config.process.family={family!r}; "
+            f"use one of {list(need)}"
+        )

@@ -1,0 +1,87 @@
+"""Drawing samples from a run's parameters, with the compiled sampler kept per setting: the first
+call of a setting compiles (seconds), later calls with new parameters, seeds or labels reuse it."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import samplers
+from samplers import guidance
+from training.components import Components
+
+
+def check_guidance_config(config, cfg_scale) -> None:
+    """Classifier-free guidance needs a class-conditional run trained with label dropout (its
+    null-label prediction is otherwise untrained); checked from the config alone."""
+    if cfg_scale is None:
+        return
+    if not config.model.conditional:
+        raise ValueError(
+            f"cfg_scale={cfg_scale} needs a class-conditional run; {config.name!r} is unconditional"
+        )
+    if not config.process.label_dropout > 0:
+        raise ValueError(
+            f"cfg_scale={cfg_scale} needs the unconditional (null-label) model, but "
+            f"{config.name!r} was trained with config.process.label_dropout="
+            f"{config.process.label_dropout}: its null label never saw training"
+        )
+
+
+def compiled_sampler(comp: Components, sampler_name, steps, num, eta, float64, cfg_scale):
+    """The jitted (key, params, cond) -> (x, info) of one sampling setting, built once per
+    setting and kept on the components."""
+    setting = (sampler_name, int(steps), int(num), eta, bool(float64), cfg_scale)
+    cache = comp.compiled
+    if setting not in cache:
+        sampler = samplers.get(comp.config.process.family, sampler_name, eta, float64)
+        shape = (num, *comp.dataset.shape)
+        grid = samplers.grid(sampler_name, comp.process, steps)
+
+        def run(key, params, cond):
+            denoiser = comp.denoiser(params)
+            if cfg_scale is not None:
+                denoiser = guidance.classifier_free(denoiser, cfg_scale)
+            x, info = sampler(key, denoiser, comp.process, shape, cond, grid)
+            # nfe: network passes of the whole batch; denoiser_calls: sampler steps that call it
+            passes = guidance.network_passes(denoiser)
+            return x, {**info, "nfe": info["nfe"] * passes, "denoiser_calls": info["nfe"]}
+
+        cache[setting] = jax.jit(run)
+    return cache[setting]
+
+
+def draw(
+    comp: Components,
+    params,
+    sampler_name: str,
+    steps: int,
+    num: int,
+    seed: int,
+    labels=None,
+    eta=None,
+    float64: bool = True,
+    cfg_scale: float | None = None,
+):
+    """`num` samples from `params` with the named sampler; labels cycle over the classes.
+    float64=False: float32 categorical draws (discrete families), to measure their bias;
+    cfg_scale: classifier-free guidance weight (conditional runs; 1 = plain conditional).
+    info["nfe"] counts network passes (a CFG call is two), info["denoiser_calls"] the calls."""
+    samplers.check(comp.config.process.family, sampler_name, eta, float64)
+    check_guidance_config(comp.config, cfg_scale)
+    if comp.num_classes and labels is None:
+        labels = np.arange(num) % comp.num_classes
+    cond = None if labels is None else jnp.asarray(labels, jnp.int32)
+    run = compiled_sampler(comp, sampler_name, steps, num, eta, float64, cfg_scale)
+    x, info = run(jax.random.key(seed), params, cond)
+    info = jax.tree.map(np.asarray, info)
+    if int(info.get("unfinished", 0)):
+        warnings.warn(
+            f"sampler {sampler_name!r} stopped {int(info['unfinished'])} of {num} samples at its "
+            f"event cap before the end of the grid; they are not samples of the model",
+            stacklevel=2,
+        )
+    return np.asarray(x), info
