@@ -2,9 +2,9 @@
 
 With float32 uniforms the largest u < 1 is 1 - 2^-23, so the Gumbel noise g = -log(-log u) is
 capped at ~15.9 and categories whose logit lies more than ~16 below a competitor's are almost
-never drawn: samples come out colder than the model. Here the uniforms carry 53 random bits and
-the Gumbel-max runs in float64 (cap ~37.4), inside a local `jax.enable_x64` context, so the rest of
-the program stays 32-bit. `float64=False` gives the float32 behaviour, for measuring that skew.
+never drawn: samples come out colder than the model. Here the uniforms carry 52 random bits and
+the Gumbel-max runs in float64 (largest finite g = -log(-log(1 - 2^-53)) = 36.74), inside a local
+`jax.enable_x64` context, so the rest of the program stays 32-bit. `float64=False` gives the float32 behaviour, for measuring that skew.
 """
 
 from __future__ import annotations
@@ -13,20 +13,27 @@ import jax
 import jax.numpy as jnp
 
 _TWO_26 = 67108864.0
-_TWO_53 = 9007199254740992.0
+_TWO_52 = 4503599627370496.0
 
 
-def uniform53(key: jax.Array, shape) -> jax.Array:
-    """u = (a 2^26 + b + 1/2) / 2^53 in float64 from 27 + 26 random bits: u in (0, 1), step 2^-53.
+def uniform_from_bits(hi: jax.Array, lo: jax.Array) -> jax.Array:
+    """u = (a 2^26 + b + 1/2) / 2^52 in float64, a, b the top 26 bits of two uint32 words: u in
+    [2^-53, 1 - 2^-53], step 2^-52. (With 53 bits the all-ones draw gives 1 - 2^-54, which
+    rounds to exactly 1.0 and a Gumbel of +inf.)"""
+    with jax.enable_x64(True):
+        a = (hi >> 6).astype(jnp.float64)
+        b = (lo >> 6).astype(jnp.float64)
+        return (a * _TWO_26 + b + 0.5) / _TWO_52
+
+
+def uniform52(key: jax.Array, shape) -> jax.Array:
+    """float64 uniforms in (0, 1) with 52 random bits (`uniform_from_bits`).
 
     Built from two uint32 draws, because 64-bit random bits cannot be generated inside a local
     x64 context under an outer jit (they are lowered after the context has closed).
     """
     bits = jax.random.bits(key, (2, *shape), jnp.uint32)
-    with jax.enable_x64(True):
-        a = (bits[0] >> 5).astype(jnp.float64)
-        b = (bits[1] >> 6).astype(jnp.float64)
-        return (a * _TWO_26 + b + 0.5) / _TWO_53
+    return uniform_from_bits(bits[0], bits[1])
 
 
 def gumbel_from_uniform(u: jax.Array) -> jax.Array:
@@ -53,7 +60,7 @@ def gumbel_max(logits: jax.Array, u: jax.Array) -> jax.Array:
 def categorical(key: jax.Array, logits: jax.Array, float64: bool = True) -> jax.Array:
     """x ~ Cat(softmax(logits)) over the last axis, int32; float64 Gumbel-max by default."""
     if float64:
-        u = uniform53(key, logits.shape)
+        u = uniform52(key, logits.shape)
     else:
         u = jax.random.uniform(key, logits.shape, jnp.float32, minval=jnp.finfo(jnp.float32).tiny)
     return gumbel_max(logits, u)

@@ -137,25 +137,25 @@ class GaussianDiffusion(GaussianPath):
 
     def loss(self, denoiser, key, batch):
         """simple: E|eps - eps_hat|^2 / d; v: E|v - v_hat|^2 / d; elbo: the VDM NELBO in bits/dim
-        (MATH.md §1.4)."""
+        (MATH.md §1.4), estimated with log-SNR drawn uniformly (`nelbo_draw`)."""
         x0 = batch["x"].astype(jnp.float32)
         k_t, k_eps, k_drop = jax.random.split(key, 3)
+        cond = conditioning(k_drop, batch, self.label_dropout)
+        if self.loss_type == "elbo":
+            d = x0[0].size
+            loss = jnp.mean(self.nelbo_draw(denoiser, k_t, x0, cond)) / (d * math.log(2))
+            return loss, {"loss": loss}
         t = self.sample_times(k_t, x0.shape[0])
         eps = jax.random.normal(k_eps, x0.shape)
         zt = self.corrupt(None, x0, t, eps)
-        pred = denoiser(zt, t, conditioning(k_drop, batch, self.label_dropout)).astype(jnp.float32)
+        pred = denoiser(zt, t, cond).astype(jnp.float32)
         _, eps_hat = self.x0_eps(pred, zt, t)
         sq = jnp.sum(jnp.square(eps - eps_hat).reshape(len(x0), -1), axis=1)
         d = x0[0].size
-        lam = self.log_snr(t)
         if self.loss_type == "simple":
             per_example = sq / d
-        elif self.loss_type == "v":
-            per_example = (1.0 + jnp.exp(-lam)) * sq / d
-        else:
-            diffusion = 0.5 * (1.0 - self.t_min) * (-self.d_log_snr(t)) * sq
-            nelbo = self.prior_kl(x0) + self.reconstruction(d) + diffusion
-            per_example = nelbo / (d * math.log(2))
+        else:  # v
+            per_example = (1.0 + jnp.exp(-self.log_snr(t))) * sq / d
         loss = jnp.mean(per_example)
         return loss, {"loss": loss}
 
@@ -170,27 +170,34 @@ class GaussianDiffusion(GaussianPath):
         """E -log N(x; z_0 / alpha_0, (sigma_0 / alpha_0)^2) = d/2 log(2 pi e e^(-lambda_0))."""
         return 0.5 * d * (jnp.log(2 * jnp.pi * jnp.e) - self.log_snr(self.t_min))
 
-    def nelbo(self, denoiser, key, x0, cond=None, num_t: int = 1):
-        """Per-example continuous-time NELBO in nats (VDM: prior + reconstruction + L_inf), with
-        num_t antithetic draws of lambda uniform on [lambda(1), lambda(t_min)]:
-        L_inf = 1/2 int |eps - eps_hat|^2 d lambda has far lower variance sampled in lambda
-        than in t when -lambda' is peaked (the cosine schedule's ends)."""
-        d = x0[0].size
-        keys = jax.random.split(key, num_t)
+    def diffusion_draw(self, denoiser, key, x0, cond=None):
+        """A one-sample estimate of L_inf = 1/2 int |eps - eps_hat|^2 d lambda per example, with
+        lambda antithetic-uniform on [lambda(1), lambda(t_min)]: far lower variance than t
+        uniform with weight -lambda'(t) when -lambda' is peaked (the cosine schedule's ends; on a
+        2-D mixture with B = 2048 the batch mean's std drops from ~1.25 to ~0.17 nats/dim)."""
+        k_t, k_eps = jax.random.split(key)
         lam_lo, lam_hi = self.log_snr(1.0), self.log_snr(self.t_min)
+        lam = lam_lo + (lam_hi - lam_lo) * antithetic_times(k_t, x0.shape[0])
+        t = invert_decreasing(self.schedule.log_snr, lam, self.t_min, 1.0)
+        eps = jax.random.normal(k_eps, x0.shape)
+        zt = self.corrupt(None, x0, t, eps)
+        _, eps_hat = self.x0_eps(denoiser(zt, t, cond).astype(jnp.float32), zt, t)
+        sq = jnp.sum(jnp.square(eps - eps_hat).reshape(len(x0), -1), axis=1)
+        return 0.5 * (lam_hi - lam_lo) * sq
 
-        def diffusion_term(k):
-            k_t, k_eps = jax.random.split(k)
-            lam = lam_lo + (lam_hi - lam_lo) * antithetic_times(k_t, x0.shape[0])
-            t = invert_decreasing(self.schedule.log_snr, lam, self.t_min, 1.0)
-            eps = jax.random.normal(k_eps, x0.shape)
-            zt = self.corrupt(None, x0, t, eps)
-            _, eps_hat = self.x0_eps(denoiser(zt, t, cond).astype(jnp.float32), zt, t)
-            sq = jnp.sum(jnp.square(eps - eps_hat).reshape(len(x0), -1), axis=1)
-            return 0.5 * (lam_hi - lam_lo) * sq
-
-        diffusion = jnp.mean(jax.lax.map(diffusion_term, keys), axis=0)
+    def nelbo_draw(self, denoiser, key, x0, cond=None):
+        """A one-sample per-example NELBO in nats: prior + reconstruction + `diffusion_draw`."""
+        d = x0[0].size
+        diffusion = self.diffusion_draw(denoiser, key, x0, cond)
         return self.prior_kl(x0) + self.reconstruction(d) + diffusion
+
+    def nelbo(self, denoiser, key, x0, cond=None, num_t: int = 1):
+        """Per-example continuous-time NELBO in nats (VDM: prior + reconstruction + L_inf),
+        averaged over num_t draws of `nelbo_draw`."""
+        draws = jax.lax.map(
+            lambda k: self.nelbo_draw(denoiser, k, x0, cond), jax.random.split(key, num_t)
+        )
+        return jnp.mean(draws, axis=0)
 
 
 def build_process(config) -> GaussianDiffusion:

@@ -10,7 +10,7 @@ from models import categorical as cat
 
 def test_m5a_uniforms_have_float64_resolution():
     n = 1_000_000
-    u = jax.jit(lambda k: cat.uniform53(k, (n,)))(jax.random.key(0))
+    u = jax.jit(lambda k: cat.uniform52(k, (n,)))(jax.random.key(0))
     assert u.dtype == jnp.float64
     u = np.asarray(u)
     assert 0.0 < u.min() and u.max() < 1.0
@@ -64,3 +64,16 @@ def test_float64_categorical_matches_probabilities():
     )(jax.random.key(2))
     counts = np.bincount(np.asarray(draws), minlength=4)
     assert stats.chisquare(counts, n * p).pvalue > 1e-3
+
+
+def test_the_all_ones_draw_stays_below_one():
+    """The largest uniform is 1 - 2^-53 < 1, so every Gumbel draw is finite (max 36.74); the
+    53-bit construction rounded the all-ones draw to exactly 1.0 (g = +inf)."""
+    ones = jnp.array([0xFFFFFFFF], jnp.uint32)
+    zeros = jnp.array([0], jnp.uint32)
+    with jax.enable_x64(True):
+        top = cat.uniform_from_bits(ones, ones)
+        bottom = cat.uniform_from_bits(zeros, zeros)
+        assert float(top[0]) == 1.0 - 2.0**-53 and float(bottom[0]) == 2.0**-53
+        g = np.asarray(cat.gumbel_from_uniform(jnp.concatenate([bottom, top])))
+    assert np.all(np.isfinite(g)) and abs(g[1] - 36.7368) < 1e-3
