@@ -4,7 +4,8 @@ With float32 uniforms the largest u < 1 is 1 - 2^-23, so the Gumbel noise g = -l
 capped at ~15.9 and categories whose logit lies more than ~16 below a competitor's are almost
 never drawn: samples come out colder than the model. Here the uniforms carry 52 random bits and
 the Gumbel-max runs in float64 (largest finite g = -log(-log(1 - 2^-53)) = 36.74), inside a local
-`jax.enable_x64` context, so the rest of the program stays 32-bit. `float64=False` gives the float32 behaviour, for measuring that skew.
+`jax.enable_x64` context, so the rest of the program stays 32-bit. `float64=False` gives the
+float32 behaviour, for measuring that skew.
 """
 
 from __future__ import annotations
