@@ -266,9 +266,14 @@ def test_c4_training_loss_is_the_nelbo_per_coordinate():
     draw = process.nelbo_draw(poisson4, jax.random.split(key)[0], x)
     np.testing.assert_allclose(float(metrics["nelbo_per_example"]), float(jnp.mean(draw)))
     np.testing.assert_allclose(float(loss), float(jnp.mean(draw)) / 2, rtol=1e-6)
-    # uniform-t Monte Carlo of this integrand is heavy-tailed (1/t); it still lands near the
-    # exact 2 x 1.632876 nats, which quadrature pins down above
-    assert abs(float(jnp.mean(draw)) - 2 * 1.632876) < 0.3
+    # uniform-t Monte Carlo of this integrand is heavy-tailed (1/t; per-draw std ~20 nats), so
+    # the mean of 2^19 draws is compared with the exact 2 x 1.632876 nats within 4 SE (~0.11);
+    # the rate-3 model's 2 x 1.496 nats is 10 SE away
+    big = jnp.full((65_536, 2), 3, jnp.int32)
+    f = jax.jit(lambda k: process.nelbo_draw(poisson4, k, big))
+    draws = np.concatenate([np.asarray(f(k)) for k in jax.random.split(jax.random.key(1), 8)])
+    se = draws.std() / np.sqrt(len(draws))
+    assert abs(draws.mean() - 2 * 1.632876) < 4 * se and se < 0.04, (draws.mean(), se)
 
 
 def test_c4_negative_control_wrong_rates_overshoot_the_likelihood():

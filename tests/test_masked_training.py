@@ -26,7 +26,9 @@ def test_training_learns_the_markov_source(tmp_path):
     assert losses[0] > 2.8  # ~ log2(8) bits per token untrained
     entropy_bits = final["entropy_per_token"] / np.log(2)
     assert losses[-1] < 1.15 * entropy_bits
-    # uniform tokens would give log 8 = 2.08 nats per token
+    # uniform tokens would give log 8 = 2.08 nats per token; a too-cold sampler gives samples
+    # that are too likely (below the entropy), so the bound is two-sided
+    assert 0.9 * final["entropy_per_token"] < final["nll_per_token"]
     assert final["nll_per_token"] < 1.15 * final["entropy_per_token"]
 
 
@@ -67,6 +69,7 @@ def test_text_run_then_sample_with_each_sampler(tmp_path):
             ]
         )
         assert s.returncode == 0, s.stderr[-3000:]
-        x = np.load(work / "samples" / "samples.npz")["x"]
+        out = work / "samples" / f"{sampler}_8steps{'_float32' if extra else ''}_seed0_ckpt20"
+        x = np.load(out / "samples.npz")["x"]
         assert x.shape == (4, 16) and x.dtype == np.int32 and x.min() >= 0
-        assert len((work / "samples" / "samples.txt").read_text().splitlines()) == 5
+        assert len((out / "samples.txt").read_text().splitlines()) == 5
