@@ -303,7 +303,7 @@ def test_per_example_nelbo_of_gaussian_data_matches_quadrature():
     n = 200_000
     for x in (0.0, 2.5):
 
-        def integrand(t):
+        def integrand(t, x=x):
             a2 = 1 / (1 + np.exp(-lam(t)))
             s2 = 1 - a2
             return 0.5 * 8.0 * (a2**2 + s2 * a2 * x**2) / (a2 + s2) ** 2
@@ -313,7 +313,9 @@ def test_per_example_nelbo_of_gaussian_data_matches_quadrature():
         prior = 0.5 * (a1 * x**2 + (1 - a1) - 1 - np.log(1 - a1))
         recon = 0.5 * np.log(2 * np.pi * np.e * np.exp(-6.0))
         xs = jnp.full((n, 1), x)
-        draws = np.asarray(jax.jit(lambda k: p.nelbo_draw(exact_eps, k, xs))(jax.random.key(7)))
+        draws = np.asarray(
+            jax.jit(lambda k, xs: p.nelbo_draw(exact_eps, k, xs))(jax.random.key(7), xs)
+        )
         se = draws.std() / np.sqrt(n)
         assert abs(draws.mean() - (prior + recon + diffusion)) < 3 * se + 1e-4, (x, se)
         if x:  # the prior term is many standard errors wide
