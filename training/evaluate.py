@@ -63,6 +63,9 @@ def show(dataset, x, stem: str, title: str, seed: int = 0) -> str:
         from data.tokens import tokens_to_digits
 
         x, kind = tokens_to_digits(x), "images"
-    reference = dataset.reference(len(x), seed + 1) if kind == "points" else None
-    plots.plot_samples(x, stem + ".png", kind, title, reference)
+    reference, lim = None, None
+    if kind == "points":  # one frame per data set (from a fixed draw), so that plots compare
+        reference = dataset.reference(len(x), seed + 1)
+        lim = plots.frame_limit(dataset.reference(10_000, 0))
+    plots.plot_samples(x, stem + ".png", kind, title, reference, lim)
     return stem + ".png"

@@ -9,8 +9,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+def frame_limit(reference) -> float:
+    """The half-width of the square frame: the data's largest |coordinate| plus 20%, rounded up
+    to a multiple of 0.5, so every plot of the same data shares its axes."""
+    return float(np.ceil(np.max(np.abs(np.asarray(reference))) * 1.2 * 2) / 2)
+
+
 def scatter(samples, path: str, title: str = "", reference=None, lim: float | None = None) -> None:
-    """Samples (and optionally data) as a 2-D scatter plot."""
+    """Samples (and optionally data) as a 2-D scatter plot in a frame fixed by the data's range;
+    samples outside the frame are counted in the title, never dropped silently."""
     samples = np.asarray(samples)
     fig, ax = plt.subplots(figsize=(5, 5))
     if reference is not None:
@@ -18,11 +25,14 @@ def scatter(samples, path: str, title: str = "", reference=None, lim: float | No
         ax.scatter(ref[:, 0], ref[:, 1], s=1, alpha=0.3, c="tab:gray", label="data")
     ax.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.5, c="tab:blue", label="samples")
     if lim is None:
-        lim = float(np.quantile(np.abs(samples), 0.995)) * 1.1 + 1e-3
+        lim = frame_limit(samples if reference is None else reference)
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
-    ax.set_title(title)
+    outside = int(np.sum(np.any(np.abs(samples[:, :2]) > lim, axis=1)))
+    ax.set_title(
+        title + (f"\n({outside} of {len(samples)} samples outside the frame)" if outside else "")
+    )
     ax.legend(loc="upper right", markerscale=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -74,12 +84,14 @@ def loss_curve(records: list[dict], path: str, key: str = "loss") -> None:
     plt.close(fig)
 
 
-def plot_samples(samples, path: str, kind: str, title: str = "", reference=None) -> None:
-    """A scatter plot for 2-D points, an image grid for images."""
+def plot_samples(
+    samples, path: str, kind: str, title: str = "", reference=None, lim: float | None = None
+) -> None:
+    """A scatter plot for 2-D points (in the frame `lim`), an image grid for images."""
     if kind == "images":
         image_grid(samples[:128], path, title)
     else:
-        scatter(samples, path, title, reference)
+        scatter(samples, path, title, reference, lim)
 
 
 def count_statistics(samples: dict, reference, path: str, title: str = "") -> None:
