@@ -74,8 +74,9 @@ def classifier():
     params, acc = train_classifier()
     os.makedirs(CACHE, exist_ok=True)
     flat = {f"{k}{i}": np.asarray(layer[k]) for i, layer in enumerate(params) for k in "wb"}
-    np.savez(path + ".tmp.npz", accuracy=acc, **flat)
-    os.replace(path + ".tmp.npz", path)
+    tmp = f"{path}.{os.getpid()}.tmp.npz"  # one per process: concurrent first uses never collide
+    np.savez(tmp, accuracy=acc, **flat)
+    os.replace(tmp, path)
     return params, acc
 
 
