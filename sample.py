@@ -58,19 +58,12 @@ def sample():
     import samplers
     from training.evaluate import show
     from training.run import load_config, load_run
-    from training.sampling import check_guidance_config, draw
+    from training.sampling import check_request, draw
 
     config, step = load_config(_WORKDIR.value, _STEP.value)
-    sampler = _SAMPLER.value or config.eval.sampler
-    samplers.check(config.process.family, sampler, _ETA.value, not _FLOAT32.value)
-    check_guidance_config(config, _CFG.value)
-    steps = config.eval.steps if _STEPS.value is None else _STEPS.value
-    num = config.eval.num_samples if _NUM.value is None else _NUM.value
-    if steps <= 0 or num <= 0:
-        raise ValueError(
-            f"--steps={steps} and --num_samples={num} must be positive integers (omit a flag to "
-            f"use the config's eval value)"
-        )
+    sampler, steps, num = check_request(
+        config, _SAMPLER.value, _STEPS.value, _NUM.value, _ETA.value, _FLOAT32.value, _CFG.value
+    )
     eta = samplers.effective_eta(sampler, _ETA.value)
     name = setting_name(sampler, steps, eta, _CFG.value, _FLOAT32.value, _SEED.value, step)
     out = _OUT.value or os.path.join(_WORKDIR.value, "samples", name)

@@ -19,6 +19,9 @@ from data import counts, files, markov, tokens, toy
 from data.validate import check_counts, check_finite, check_labels, check_rank
 
 
+REFERENCE_CHUNK = 1024  # rows per compiled reference draw
+
+
 @dataclasses.dataclass(frozen=True)
 class GeneratedDataset:
     """An infinite generated distribution: example i of step n is generator(fold_in(key_n, i))."""
@@ -47,9 +50,15 @@ class GeneratedDataset:
         return {k: np.asarray(v) for k, v in (out if isinstance(out, dict) else {"x": out}).items()}
 
     def _reference(self, n: int, seed: int) -> dict:
+        """Examples 0..n-1 of the reference stream, drawn in chunks of REFERENCE_CHUNK rows so
+        that every n reuses one compiled draw (example i depends only on i, so the rows are
+        those of a single draw of n)."""
         key = jax.random.fold_in(jax.random.key(self.seed + 1_000_003), seed)
-        out = self._draw(key, jnp.arange(n, dtype=jnp.uint32))
-        return {k: np.asarray(v) for k, v in (out if isinstance(out, dict) else {"x": out}).items()}
+        chunks = []
+        for start in range(0, max(n, 1), REFERENCE_CHUNK):
+            out = self._draw(key, jnp.arange(start, start + REFERENCE_CHUNK, dtype=jnp.uint32))
+            chunks.append(out if isinstance(out, dict) else {"x": out})
+        return {k: np.concatenate([np.asarray(c[k]) for c in chunks])[:n] for k in chunks[0]}
 
     def reference(self, n: int, seed: int) -> np.ndarray:
         """n fresh draws, independent of every training batch (a different key stream)."""

@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 
 from tests.helpers import run_sample, run_train
-from training.run import load_run
+from training.run import load_config, load_run
+from training.sampling import check_request
 
 
 def test_train_then_sample(tmp_path):
@@ -56,15 +58,20 @@ def test_train_then_sample(tmp_path):
     ] == pytest.approx(1.0)
     assert (out / "samples.npz").exists()
 
-    for args, message in [
-        (["--sampler=first_hitting"], "sampler 'first_hitting' is not available for the 'flow'"),
-        (["--categorical_float32"], "apply only to the samplers"),
-        (["--steps=0"], "--steps=0 and --num_samples=500 must be positive"),
-        (["--num_samples=0"], "--steps=10 and --num_samples=0 must be positive"),
-        (["--cfg_scale=2"], "needs a class-conditional run"),
+    bad = run_sample([f"--workdir={work}", "--sampler=first_hitting"])
+    message = "sampler 'first_hitting' is not available for the 'flow'"
+    assert bad.returncode != 0 and one_line_error(bad.stderr, message), bad.stderr
+    # the same checks in-process (sample.py runs them on the saved config before loading)
+    config, _ = load_config(str(work))
+    for kwargs, message in [
+        ({"float32": True}, "apply only to the samplers"),
+        ({"steps": 0}, "--steps=0 and --num_samples=500 must be positive"),
+        ({"num": 0}, "--steps=10 and --num_samples=0 must be positive"),
+        ({"cfg_scale": 2.0}, "needs a class-conditional run"),
     ]:
-        bad = run_sample([f"--workdir={work}", *args])
-        assert bad.returncode != 0 and one_line_error(bad.stderr, message), bad.stderr
+        request = {"sampler": None, "steps": None, "num": None, "eta": None, "float32": False}
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_request(config, **{**request, "cfg_scale": None, **kwargs})
 
     run = load_run(str(work), step=50)
     assert run.step == 50 and run.config.name == "flow_checkerboard"

@@ -31,6 +31,22 @@ def check_guidance_config(config, cfg_scale) -> None:
         )
 
 
+def check_request(config, sampler, steps, num, eta, float32: bool, cfg_scale):
+    """(sampler, steps, num) of a sampling request against a run's saved config, before anything
+    is built: None takes the config's eval value; bad values are errors naming the flag."""
+    sampler = sampler or config.eval.sampler
+    samplers.check(config.process.family, sampler, eta, not float32)
+    check_guidance_config(config, cfg_scale)
+    steps = config.eval.steps if steps is None else steps
+    num = config.eval.num_samples if num is None else num
+    if steps <= 0 or num <= 0:
+        raise ValueError(
+            f"--steps={steps} and --num_samples={num} must be positive integers (omit a flag to "
+            f"use the config's eval value)"
+        )
+    return sampler, steps, num
+
+
 def compiled_sampler(comp: Components, sampler_name, steps, num, eta, float64, cfg_scale):
     """The jitted (key, params, cond) -> (x, info) of one sampling setting, built once per
     setting and kept on the components."""
