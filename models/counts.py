@@ -208,8 +208,9 @@ class CountFlow:
         p_birth, p_death = birth * h * scale, death * h * scale
         u = jax.random.uniform(key, xt.shape)
         step = (u < p_birth).astype(jnp.int32) - ((u >= p_birth) & (u < p_birth + p_death))
-        final = s <= self.t_eps
-        return jnp.where(final, self.posterior(key, xt, t, s, pred), xt + step)
+        return jax.lax.cond(
+            s <= self.t_eps, lambda: self.posterior(key, xt, t, s, pred), lambda: xt + step
+        )
 
 
 def death_probability(log_per_capita, h):
