@@ -18,7 +18,6 @@ import numpy as np
 from data import counts, files, markov, tokens, toy
 from data.validate import check_counts, check_finite, check_labels, check_rank
 
-
 REFERENCE_CHUNK = 1024  # rows per compiled reference draw
 
 

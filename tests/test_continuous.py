@@ -141,16 +141,13 @@ def assert_reproduces_gmm(x):
     np.testing.assert_allclose(mode_weights(x, GMM1.means), GMM1.weights, atol=0.015)
 
 
+# Every sampler on every flow path and VP schedule (v-prediction) is in
+# tests/test_gaussian_samplers.py; here eps-prediction, and DDIM with eta = 1.
 @pytest.mark.parametrize(
     "name,steps,eta,nfe",
     [
-        ("ddpm", 1000, None, 1000),
         ("ddim", 100, None, 100),
         ("ddim", 200, 1.0, 200),
-        ("em", 1000, None, 1000),
-        ("heun_edm", 64, None, 127),
-        ("adaptive", 1, None, None),
-        ("heun", 50, None, 100),
     ],
 )
 def test_samplers_reproduce_the_mixture(name, steps, eta, nfe):
@@ -166,18 +163,13 @@ def test_other_parameterizations_sample_the_same_law(param):
     assert_reproduces_gmm(x)
 
 
-def test_linear_schedule_ddpm():
-    x, _ = draw("ddpm", 1000, schedule="linear")
-    assert_reproduces_gmm(x)
-
-
 def test_ten_ddim_steps_fail_the_same_test():
     """Negative control (MATH.md G3): DDIM with T = 10 is visibly off (KS about 0.043)."""
     x, _ = draw("ddim", 10)
     assert ks_statistic(x, GMM1) > 0.02
 
 
-@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("eta", [0.0, 0.5])
 def test_sde_sampler_on_a_flow_model(eta):
     """F5: Euler-Maruyama with the score from the exact velocity, from sigma~ = 80."""
     p = flow.FlowMatching()
@@ -186,14 +178,6 @@ def test_sde_sampler_on_a_flow_model(eta):
     assert float(grid[0]) == pytest.approx(80 / 81, rel=1e-5)
     den = oracles.exact_denoiser(GMM1, p)
     x, _ = jax.jit(lambda k: sampler(k, den, p, (N, 1), None, grid))(jax.random.key(3))
-    assert_reproduces_gmm(np.asarray(x))
-
-
-def test_ancestral_sampler_on_a_flow_model():
-    p = flow.FlowMatching()
-    den = oracles.exact_denoiser(GMM1, p)
-    grid = samplers.grid("ddpm", p, 1000)
-    x, _ = jax.jit(lambda k: solvers.ddpm(k, den, p, (N, 1), None, grid))(jax.random.key(4))
     assert_reproduces_gmm(np.asarray(x))
 
 

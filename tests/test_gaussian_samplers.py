@@ -49,15 +49,25 @@ def draw(process_name, sampler_name, steps):
     sampler = samplers.get(family, sampler_name)
     grid = samplers.grid(sampler_name, p, steps)
     den = oracles.exact_denoiser(GMM1, p)
-    x, _ = jax.jit(lambda k: sampler(k, den, p, (N, 1), None, grid))(jax.random.key(0))
-    return np.asarray(x)
+    x, info = jax.jit(lambda k: sampler(k, den, p, (N, 1), None, grid))(jax.random.key(0))
+    return np.asarray(x), int(info["nfe"])
+
+
+NFE_PER_STEP = {"euler": 1, "heun": 2, "ddpm": 1, "ddim": 1, "em": 1}
 
 
 @pytest.mark.parametrize("process_name", sorted(PROCESSES))
 @pytest.mark.parametrize("sampler_name", sorted(STEPS) + ["adaptive"])
 def test_sampler_reproduces_the_mixture(process_name, sampler_name):
-    x = draw(process_name, sampler_name, STEPS.get(sampler_name, 1))
+    steps = STEPS.get(sampler_name, 1)
+    x, nfe = draw(process_name, sampler_name, steps)
     assert np.all(np.isfinite(x))
+    if sampler_name == "heun_edm":
+        assert nfe == 2 * steps - 1  # Euler on the final step to sigma~ = 0
+    elif sampler_name == "adaptive":
+        assert 10 < nfe < 4096 * 6
+    else:
+        assert nfe == NFE_PER_STEP[sampler_name] * steps
     p = PROCESSES[process_name]
     assert ks_statistic(x, p) < 0.02
     assert abs(x.mean() - 0.15) < 0.06
@@ -67,7 +77,7 @@ def test_sampler_reproduces_the_mixture(process_name, sampler_name):
 
 def test_too_few_steps_fail_the_same_test():
     """Negative control: 4 DDIM steps on the cosine flow path are visibly off."""
-    assert ks_statistic(draw("flow_cosine", "ddim", 4), PROCESSES["flow_cosine"]) > 0.02
+    assert ks_statistic(draw("flow_cosine", "ddim", 4)[0], PROCESSES["flow_cosine"]) > 0.02
 
 
 @pytest.mark.parametrize("process_name", ["flow_linear", "vp_cosine"])

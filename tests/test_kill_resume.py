@@ -12,15 +12,12 @@ import jax
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, overrides, tiny_config
+from tests.helpers import ROOT, overrides, subprocess_env, tiny_config
 from training.run import load_state
 
-ENV = {
-    **os.environ,
-    "PYTHONUNBUFFERED": "1",
-    "JAX_PLATFORMS": "cpu",
-    "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-}
+ENV = subprocess_env(
+    {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+)
 
 
 def config():

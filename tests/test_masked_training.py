@@ -7,7 +7,9 @@ import numpy as np
 
 from configs import masked_markov
 from tests.helpers import run_sample, run_train
+from training.evaluate import show
 from training.loop import train
+from training.run import load_run
 
 
 def test_training_learns_the_markov_source(tmp_path):
@@ -53,23 +55,16 @@ def test_text_run_then_sample_with_each_sampler(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "ngram_bits_per_token" in r.stdout
     assert (work / "samples_0000020.txt").read_text().count("\n") == 9
-    for sampler, extra in [
-        ("ancestral", []),
-        ("first_hitting", []),
-        ("confidence", []),
-        ("ancestral", ["--categorical_float32"]),
-    ]:
-        s = run_sample(
-            [
-                f"--workdir={work}",
-                f"--sampler={sampler}",
-                "--num_samples=4",
-                "--steps=8",
-                *extra,
-            ]
-        )
-        assert s.returncode == 0, s.stderr[-3000:]
-        out = work / "samples" / f"{sampler}_8steps{'_float32' if extra else ''}_seed0_ckpt20"
-        x = np.load(out / "samples.npz")["x"]
-        assert x.shape == (4, 16) and x.dtype == np.int32 and x.min() >= 0
-        assert len((out / "samples.txt").read_text().splitlines()) == 5
+    # the command line once (with the float32 switch), every sampler in-process
+    s = run_sample([f"--workdir={work}", "--num_samples=4", "--steps=8", "--categorical_float32"])
+    assert s.returncode == 0, s.stderr[-3000:]
+    out = work / "samples" / "ancestral_8steps_float32_seed0_ckpt20"
+    x = np.load(out / "samples.npz")["x"]
+    assert x.shape == (4, 16) and x.dtype == np.int32 and x.min() >= 0
+    assert len((out / "samples.txt").read_text().splitlines()) == 5
+    run = load_run(str(work))
+    for sampler in ("ancestral", "first_hitting", "confidence"):
+        x, _ = run.sample(sampler, steps=8, num=4)
+        assert x.shape == (4, 16) and x.dtype == np.int32 and 0 <= x.min() and x.max() < 256
+        shown = show(run.components.dataset, x, str(tmp_path / sampler), sampler)
+        assert len(open(shown, encoding="utf-8").read().splitlines()) == 5

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, tiny_config
+from tests.helpers import ROOT, subprocess_env, tiny_config
 from training import checkpoint, loop
 from training.loop import train
 from training.run import load_state
@@ -94,7 +94,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        env=subprocess_env({"JAX_PLATFORMS": "cpu"}),
     )
     deadline = time.time() + 120
     while time.time() < deadline and not (work / "metrics.jsonl").exists():

@@ -44,19 +44,7 @@ def draw(sampler_name, steps):
     return np.asarray(x), int(info["nfe"])
 
 
-@pytest.mark.parametrize("sampler,steps", [("euler", 200), ("heun", 50), ("adaptive", 1)])
-def test_sampler_reproduces_1d_mixture(sampler, steps):
-    x, nfe = draw(sampler, steps)
-    assert ks_statistic(x, GMM1) < 0.02
-    assert abs(x.mean() - 0.15) < 0.06
-    assert abs(x.var() / 3.8435 - 1) < 0.06
-    np.testing.assert_allclose(mode_weights(x, GMM1.means), GMM1.weights, atol=0.015)
-    if sampler != "adaptive":
-        assert nfe == steps * (2 if sampler == "heun" else 1)
-    else:
-        assert 10 < nfe < 4096 * 6
-
-
+# the law of every sampler on the linear path: tests/test_gaussian_samplers.py
 def test_too_few_euler_steps_fail_the_same_test():
     """Negative control: 3 Euler steps are visibly biased, so the thresholds above can fail."""
     x, _ = draw("euler", 3)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs.common import diffusion_process
-from tests.helpers import ROOT, overrides, run_train, tiny_config
+from tests.helpers import ROOT, overrides, run_train, subprocess_env, tiny_config
 from training.loop import train
 from training.run import load_state
 
@@ -108,12 +108,9 @@ def test_two_processes_match_one_process(tmp_path):
     """train.py as 2 jax.distributed processes (gloo) == 1 process, same global batch."""
     c = tiny_config(steps=30, steps_per_call=10, batch_size=64)
     args = ["--config", os.path.join(ROOT, "configs/flow_gmm.py"), *overrides(c)]
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
-    }
+    env = subprocess_env(
+        {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    )
     port = free_port()
     procs = [
         subprocess.Popen(
