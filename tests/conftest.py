@@ -10,3 +10,9 @@ if ROOT not in sys.path:
 # instead of once per test and process. It lives in the ignored .cache/ (empty on a fresh clone).
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(ROOT, ".cache", "jax-tests"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the long tests first (marked slow: multi-process, kill, multi-device, long
+    training), so that on several xdist workers the short ones fill the tail."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

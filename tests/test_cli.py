@@ -12,6 +12,7 @@ from training.run import load_config, load_run
 from training.sampling import check_request
 
 
+@pytest.mark.slow
 def test_train_then_sample(tmp_path):
     work = tmp_path / "run"
     r = run_train(

@@ -28,6 +28,7 @@ def exact_birth(x, t):
     return W * (R + jnp.sum(x, -1, keepdims=True)) / (BETA + (1.0 - t[:, None]) * W.sum())
 
 
+@pytest.mark.slow
 def test_rate_network_learns_the_exact_marginal_rates():
     process = CountFlow(source="zeros")
     graphdef, params = models.split(CountNet(3, 64, 2, rngs=nnx.Rngs(0)))

@@ -56,8 +56,17 @@ def draw(process_name, sampler_name, steps):
 NFE_PER_STEP = {"euler": 1, "heun": 2, "ddpm": 1, "ddim": 1, "em": 1}
 
 
-@pytest.mark.parametrize("process_name", sorted(PROCESSES))
-@pytest.mark.parametrize("sampler_name", sorted(STEPS) + ["adaptive"])
+# Heun and the adaptive solver use nothing of a path but its velocity, which Euler checks on
+# every path; they run on one flow path and one VP schedule.
+CASES = [
+    (p, s)
+    for p in sorted(PROCESSES)
+    for s in sorted(STEPS) + ["adaptive"]
+    if s not in ("heun", "adaptive") or p in ("flow_linear", "vp_cosine")
+]
+
+
+@pytest.mark.parametrize("process_name,sampler_name", CASES)
 def test_sampler_reproduces_the_mixture(process_name, sampler_name):
     steps = STEPS.get(sampler_name, 1)
     x, nfe = draw(process_name, sampler_name, steps)

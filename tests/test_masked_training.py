@@ -4,6 +4,7 @@ decodes text runs; the float32 categorical switch works from the command line.""
 import json
 
 import numpy as np
+import pytest
 
 from configs import masked_markov
 from tests.helpers import run_sample, run_train
@@ -12,6 +13,7 @@ from training.loop import train
 from training.run import load_run
 
 
+@pytest.mark.slow
 def test_training_learns_the_markov_source(tmp_path):
     c = masked_markov.get_config()
     c.model.width, c.model.depth = 64, 2
@@ -34,6 +36,7 @@ def test_training_learns_the_markov_source(tmp_path):
     assert final["nll_per_token"] < 1.15 * final["entropy_per_token"]
 
 
+@pytest.mark.slow
 def test_text_run_then_sample_with_each_sampler(tmp_path):
     work = tmp_path / "text"
     r = run_train(
