@@ -209,9 +209,8 @@ class FlowMatching(GaussianPath):
 
     def score_from_velocity(self, u, xt, t):
         """s_hat from the marginal velocity u (MATH.md §2.3)."""
-        return -self.eps_from_velocity(u, xt, jnp.clip(t, SCORE_T_CLAMP, 1.0 - SCORE_T_CLAMP)) / (
-            self.sigma(expand(jnp.clip(t, SCORE_T_CLAMP, 1.0 - SCORE_T_CLAMP), xt))
-        )
+        tt = jnp.clip(t, SCORE_T_CLAMP, 1.0 - SCORE_T_CLAMP)
+        return -self.eps_from_velocity(u, xt, tt) / self.sigma(expand(tt, xt))
 
     def velocity_from_score(self, score, xt, t):
         """u = f_t x - (g_t^2 / 2) s (MATH.md §1.3)."""
