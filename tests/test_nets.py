@@ -37,13 +37,18 @@ def test_shapes_and_dtypes(name, dtype):
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_label_changes_output_and_null_is_unconditional(name):
     shape, (graphdef, params) = build(name)
+
     # perturb every parameter so zero-initialised output layers do not hide the conditioning
-    leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    params = jax.tree.unflatten(
-        tree, [p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
-    )
-    d = models.denoiser(graphdef, params)
+    @jax.jit
+    def perturbed(params):
+        leaves, tree = jax.tree.flatten(params)
+        keys = jax.random.split(jax.random.key(1), len(leaves))
+        noisy = [
+            p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)
+        ]
+        return jax.tree.unflatten(tree, noisy)
+
+    d = jax.jit(models.denoiser(graphdef, perturbed(params)))
     x = jnp.ones((2, *shape))
     a = d(x, 0.5, jnp.array([1, 2]))
     assert not np.allclose(a[0], a[1])

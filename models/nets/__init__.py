@@ -114,12 +114,17 @@ def build(model_config, data_shape, num_classes: int, seed: int, vocab_size: int
             f"config.model.net must be one of {sorted(NETWORKS)}, got {model_config.net!r}"
         )
     dtype = compute_dtype(model_config.dtype)
-    args = (model_config, tuple(data_shape), num_classes, dtype, nnx.Rngs(seed))
-    if model_config.net in TOKEN_NETWORKS:
-        return NETWORKS[model_config.net](*args, vocab_size)
-    if vocab_size:
+    make = NETWORKS[model_config.net]
+    if model_config.net not in TOKEN_NETWORKS and vocab_size:
         raise ValueError(
             f"config.model.net={model_config.net!r} is for continuous data; token data "
             f"(vocab_size {vocab_size}) needs one of {TOKEN_NETWORKS}"
         )
-    return NETWORKS[model_config.net](*args)
+    extra = (vocab_size,) if model_config.net in TOKEN_NETWORKS else ()
+
+    def init():
+        return make(model_config, tuple(data_shape), num_classes, dtype, nnx.Rngs(seed), *extra)
+
+    # one compiled initialisation program (the same values as eager initialisation, which would
+    # compile every initialiser for every parameter shape separately)
+    return nnx.jit(init)()
