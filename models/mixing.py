@@ -16,21 +16,26 @@ import jax.numpy as jnp
 NULL_LABEL = -1
 
 
+def conditional_and_null(denoiser, x, t, cond, h=None):
+    """(pred(x | c), pred(x | null)) from one network call on [x; x] with labels [c; null]."""
+    if cond is None:
+        raise ValueError("classifier-free guidance needs labels (cond), got None")
+    batch = x.shape[0]
+    twice = lambda v: jnp.concatenate([v, v]) if jnp.ndim(v) else v
+    t2 = twice(jnp.broadcast_to(jnp.asarray(t, jnp.float32), (batch,)))
+    labels = jnp.concatenate([cond, jnp.full_like(cond, NULL_LABEL)])
+    step = {} if h is None else {"h": twice(jnp.broadcast_to(h, (batch,)))}
+    both = denoiser(jnp.concatenate([x, x]), t2, labels, **step)
+    return both[:batch], both[batch:]
+
+
 def classifier_free(denoiser, scale: float):
     """The guided denoiser pred(null) + w (pred(c) - pred(null)): w = 1 is the conditional model,
     w = 0 the unconditional one, w > 1 sharpens toward the class. Each call is one network pass
     on a doubled batch (`network_passes` = 2 per call)."""
 
     def guided(x, t, cond=None, h=None):
-        if cond is None:
-            raise ValueError("classifier-free guidance needs labels (cond), got None")
-        batch = x.shape[0]
-        twice = lambda v: jnp.concatenate([v, v]) if jnp.ndim(v) else v
-        t2 = twice(jnp.broadcast_to(jnp.asarray(t, jnp.float32), (batch,)))
-        labels = jnp.concatenate([cond, jnp.full_like(cond, NULL_LABEL)])
-        step = {} if h is None else {"h": twice(jnp.broadcast_to(h, (batch,)))}
-        both = denoiser(jnp.concatenate([x, x]), t2, labels, **step)
-        pred_c, pred_null = both[:batch], both[batch:]
+        pred_c, pred_null = conditional_and_null(denoiser, x, t, cond, h)
         return pred_null + scale * (pred_c - pred_null)
 
     guided.network_passes = 2 * network_passes(denoiser)

@@ -63,6 +63,11 @@ def check_settings(step: Step, scheme: str, ess_threshold, resample_every: int, 
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
 
 
+def default_init(key, process, shape, t):
+    """The process's prior at t."""
+    return process.prior(key, shape, t)
+
+
 def smc(
     step: Step,
     potential: Potential,
@@ -70,13 +75,15 @@ def smc(
     ess_threshold: float = 0.5,
     resample_every: int = 0,
     output: str = "resample",
+    init=None,
 ):
     """A particle sampler `sampler(key, denoiser, process, shape, cond, grid) -> (x, info)`;
     shape[0] is the number of particles N. Resampling is adaptive (ESS < ess_threshold N) unless
     resample_every > 0 (then every that many steps). info: nfe, ess [K] (before each resampling
     decision), resampled [K], unique_ancestors [K] (distinct parents after the step),
     resamplings, log_weights [N] (final, before the output resampling) and log_z (the estimate
-    of log Z, Z = E[product of all increments]; unbiased for Z, not log Z)."""
+    of log Z, Z = E[product of all increments]; unbiased for Z, not log Z). init(key, process,
+    shape, t) -> x draws the particles at grid[0] (default: the process's prior)."""
     check_settings(step, scheme, ess_threshold, resample_every, output)
     draw_ancestors = resampling.get(scheme)
 
@@ -84,7 +91,7 @@ def smc(
         n = shape[0]
         model = Bound(denoiser, process, cond)
         k_prior, k_loop, k_final, k_out = jax.random.split(key, 4)
-        x = process.prior(k_prior, shape, grid[0])
+        x = (init or default_init)(k_prior, process, shape, grid[0])
 
         def body(state, inputs):
             (x, memory, log_w, log_z), (k, t, s) = state, inputs

@@ -15,16 +15,17 @@ import pytest
 from tests.helpers import ROOT, overrides, subprocess_env, tiny_config
 from training.run import load_state
 
+STEPS = 300  # ~3 s of training on CPU: kills land before, during and between saves
 ENV = subprocess_env(
     {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
 )
 
 
 def config():
-    c = tiny_config(steps=600, steps_per_call=10, batch_size=64)
+    c = tiny_config(steps=STEPS, steps_per_call=10, batch_size=64)
     c.train.save_every = 20  # frequent async saves: kills land during writes too
     c.train.log_every = 10
-    c.train.eval_every = 600
+    c.train.eval_every = STEPS
     return ["--config", os.path.join(ROOT, "configs/flow_gmm.py"), *overrides(c)]
 
 
@@ -64,7 +65,7 @@ def wait_for_progress(workdir, min_step, timeout=180):
 def assert_same_final_state(a, b):
     _, _, sa, _ = load_state(str(a))
     _, _, sb, _ = load_state(str(b))
-    assert int(sa["step"]) == int(sb["step"]) == 600
+    assert int(sa["step"]) == int(sb["step"]) == STEPS
     for x, y in zip(jax.tree.leaves(sa), jax.tree.leaves(sb), strict=True):
         np.testing.assert_array_equal(x, y)
 
@@ -81,14 +82,14 @@ def test_kill_minus_nine_and_resume_is_bit_identical(tmp_path):
     assert ref.wait(timeout=600) == 0, ref.stdout.read()[-2000:]
     work = tmp_path / "killed"
     # kill points: soon after start, mid-run (steps are ~ms: lands mid-step or mid-save), late
-    for min_step, extra_delay in ((30, 0.0), (200, 0.013), (400, 0.031)):
+    for min_step, extra_delay in ((30, 0.0), (120, 0.013), (210, 0.031)):
         proc = launch(work)
         wait_for_progress(work, min_step)
         time.sleep(extra_delay)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     saved = [int(s) for s in os.listdir(work / "checkpoints") if s.isdigit()]
-    assert saved and max(saved) < 600  # the kills interrupted the run before its end
+    assert saved and max(saved) < STEPS  # the kills interrupted the run before its end
     final = launch(work)
     out = final.communicate(timeout=600)[0]
     assert final.returncode == 0, out[-2000:]
@@ -122,12 +123,12 @@ def test_two_process_run_survives_kill_and_resume(tmp_path):
         assert p.wait(timeout=600) == 0, p.stdout.read()[-2000:]
     work = tmp_path / "killed"
     procs = pair(work)
-    wait_for_progress(work, 200)
+    wait_for_progress(work, 100)
     for p in procs:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
     saved = [int(s) for s in os.listdir(work / "checkpoints") if s.isdigit()]
-    assert saved and max(saved) < 600
+    assert saved and max(saved) < STEPS
     procs = pair(work)
     outs = [p.communicate(timeout=600)[0] for p in procs]
     for p, out in zip(procs, outs, strict=True):

@@ -1,0 +1,147 @@
+"""Feynman-Kac correctors for the Gaussian families (MATH.md §7.4; Skreta et al. 2025).
+
+Experts p^(i)_t that share the forward process (scores s_i), exponents beta_i, B = sum_i beta_i:
+the target path q_t ~ prod_i p^(i)_t^beta_i is sampled by particles that follow the
+marginal-preserving reverse SDE of the guided score S = sum_i beta_i s_i,
+
+    x_s = x_t - h [f_t x - (1 + eta^2)/2 g_t^2 S] + eta g_t sqrt(h) xi,      h = t - s,
+
+and carry log-weights l += h G_t(x_t) with (the box of §7.4)
+
+    G_t(x) = (B - 1) f_t d + 1/2 g_t^2 (||S||^2 - sum_i beta_i ||s_i||^2),
+
+inside the SMC particle system (`samplers.smc`). Instances: annealing p^beta (one expert),
+products and geometric averages p1^a p2^b of two models, and the CFG target
+p(x)^(1 - w) p(x | c)^w (the conditional and unconditional passes of one network, in one
+batched call). Flow models give scores from velocities (their `score`), away from the endpoints.
+eta must be > 0: with eta = 0 resampled copies never separate. Increments may be clamped
+(centred and clipped; biased, off by default) and restricted to a t-window.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from models.mixing import conditional_and_null
+from samplers.smc import Potential, smc
+from samplers.solvers import Step
+
+
+def experts(*denoisers):
+    """One denoiser whose prediction stacks those of several models, batch first: [B, E, ...]."""
+
+    def stacked(x, t, cond=None):
+        return jnp.stack([d(x, t, cond) for d in denoisers], axis=1)
+
+    stacked.network_passes = len(denoisers)
+    return stacked
+
+
+def cfg_experts(denoiser):
+    """The conditional and unconditional predictions of one network, stacked [B, 2, ...], from
+    one call on the doubled batch [x; x] with labels [c; null]."""
+
+    def stacked(x, t, cond=None):
+        return jnp.stack(conditional_and_null(denoiser, x, t, cond), axis=1)
+
+    stacked.network_passes = 2
+    return stacked
+
+
+def expert_scores(model, pred, x, t):
+    """s_i = grad log p^(i)_t(x) for each stacked prediction: [B, E, ...]."""
+    return jax.vmap(lambda p: model.process.score(p, x, t), in_axes=1, out_axes=1)(pred)
+
+
+def guided_score(betas, scores):
+    """S = sum_i beta_i s_i."""
+    return jnp.einsum("e,be...->b...", jnp.asarray(betas, jnp.float32), scores)
+
+
+def coefficients(process, x, t):
+    """(f_t, g_t^2 / 2) at a scalar time t, as scalars."""
+    return tuple(jnp.reshape(v, ()) for v in process.drift_and_diffusion(x[:1], t))
+
+
+def corrector_rate(betas, scores, f, half_g2):
+    """G_t(x) = (B - 1) f_t d + 1/2 g_t^2 (||S||^2 - sum_i beta_i ||s_i||^2), per example."""
+    b = jnp.asarray(betas, jnp.float32)
+    per_example = lambda v, first: jnp.sum(v**2, axis=tuple(range(first, v.ndim)))
+    spread = per_example(guided_score(betas, scores), 1) - per_example(scores, 2) @ b
+    d = math.prod(scores.shape[2:])
+    return (jnp.sum(b) - 1.0) * f * d + half_g2 * spread
+
+
+def guided_move(betas, eta: float):
+    """The reverse SDE step of the guided score S (noise scale eta)."""
+
+    def move(key, model, x, t, s):
+        h = t - s
+        f, half_g2 = coefficients(model.process, x, t)
+        score = guided_score(betas, expert_scores(model, model.pred(x, t), x, t))
+        z = x - h * (f * x - (1.0 + eta**2) * half_g2 * score)
+        return z + eta * jnp.sqrt(2.0 * half_g2 * h) * jax.random.normal(key, x.shape)
+
+    return Step(move, nfe=1)
+
+
+def clamped(log_g, bound):
+    """Centred increments clipped to [-bound, bound] (biases the target; MATH.md §7.4)."""
+    return jnp.clip(log_g - jnp.mean(log_g), -bound, bound)
+
+
+def corrector_weights(betas, clamp=None, window=(0.0, 1.0)) -> Potential:
+    """log G = h G_t(x_t) for steps that start inside the t-window (else 0)."""
+
+    def step(key, model, pred, x, t, s, memory):
+        del key
+        f, half_g2 = coefficients(model.process, x, t)
+        rate = corrector_rate(betas, expert_scores(model, pred, x, t), f, half_g2)
+        log_g = (t - s) * rate
+        log_g = log_g if clamp is None else clamped(log_g, clamp)
+        inside = (t >= window[0]) & (t <= window[1])
+        return jnp.where(inside, log_g, 0.0), memory
+
+    return Potential(
+        start=lambda x: (), step=step, final=lambda key, model, x, memory: jnp.zeros(x.shape[:1])
+    )
+
+
+def tempered_init(total):
+    """x ~ N(0, sigma_t^2 / B): the normalised product of the experts' t = 1 marginals when
+    alpha_1 ~ 0."""
+
+    def init(key, process, shape, t):
+        return process.prior(key, shape, t) / jnp.sqrt(total)
+
+    return init
+
+
+def check(betas, eta, clamp, window):
+    if len(betas) < 1:
+        raise ValueError("Feynman-Kac correctors need at least one expert exponent, got none")
+    if not eta > 0:
+        raise ValueError(
+            f"Feynman-Kac correctors need eta > 0 (with eta = 0 resampled copies never separate "
+            f"and the population collapses), got eta={eta}"
+        )
+    if not sum(betas) > 0:
+        raise ValueError(f"the exponents must have a positive sum, got {list(betas)}")
+    if clamp is not None and not clamp > 0:
+        raise ValueError(f"clamp must be a positive bound on the increments, got {clamp}")
+    if not 0.0 <= window[0] < window[1] <= 1.0:
+        raise ValueError(f"window must be (t_lo, t_hi) with 0 <= t_lo < t_hi <= 1, got {window}")
+
+
+def fkc(betas, eta: float = 1.0, clamp=None, window=(0.0, 1.0), init=None, **smc_settings):
+    """The FKC-SMC sampler for prod_i p^(i)^beta_i; the denoiser stacks the experts'
+    predictions (`experts`, `cfg_experts`). smc_settings: scheme, ess_threshold,
+    resample_every, output (`samplers.smc.smc`)."""
+    betas = tuple(float(b) for b in betas)
+    check(betas, eta, clamp, window)
+    potential = corrector_weights(betas, clamp, tuple(window))
+    start = init or tempered_init(sum(betas))
+    return smc(guided_move(betas, eta), potential, init=start, **smc_settings)
