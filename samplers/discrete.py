@@ -58,6 +58,16 @@ def ancestral(float64: bool = True):
     return sampler
 
 
+def ancestral_step(float64: bool = True) -> Step:
+    """One decoupled ancestral move t -> s without the output cache (a `Step`, for particle
+    systems, where resampling would invalidate a cached output)."""
+
+    def move(key, model, z, t, s):
+        return model.process.posterior(key, z, t, s, log_probs(model, z, t), float64)
+
+    return Step(move, nfe=1)
+
+
 def first_hitting(float64: bool = True):
     """First-hitting sampler (MATH.md §3.3B): with n masked positions at time t, the next
     unmasking happens at 1 - alpha_s = (1 - alpha_t) u^(1/n); a uniformly chosen masked position
