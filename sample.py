@@ -9,6 +9,7 @@ checked against the saved config before anything is loaded. In Python,
 `error: <message>`; DIFFLAB_TRACEBACK=1 shows the traceback.
 """
 
+import dataclasses
 import json
 import os
 
@@ -32,6 +33,30 @@ _CFG = flags.DEFINE_float(
     "cfg_scale", None, "classifier-free guidance weight w (conditional runs; 1 = conditional)"
 )
 _OUT = flags.DEFINE_string("out", None, "output directory (default: named by the settings)")
+_STEER = flags.DEFINE_enum(
+    "steer",
+    None,
+    ["reward", "anneal", "cfg", "product"],
+    "particle sampling (SMC, --num_samples particles): FK steering toward exp(scale r), or "
+    "Feynman-Kac correctors for p^beta, the CFG target p^(1-w) p(.|c)^w (w = --cfg_scale) or a "
+    "product with --experts",
+)
+_REWARD = flags.DEFINE_string("reward", None, "steer=reward: target | class | token | total")
+_REWARD_ARG = flags.DEFINE_string("reward_arg", "", "the reward's argument (a point, class, token)")
+_REWARD_SCALE = flags.DEFINE_float("reward_scale", 1.0, "steer=reward: lambda of exp(lambda r)")
+_POTENTIAL = flags.DEFINE_enum("potential", "diff", ["diff", "max", "add", "rt"], "FK potential")
+_POTENTIAL_EVERY = flags.DEFINE_integer("potential_every", 1, "apply the potential every k steps")
+_BETA = flags.DEFINE_float("beta", 2.0, "steer=anneal: the exponent of p^beta")
+_EXPERTS = flags.DEFINE_list("experts", [], "steer=product: workdirs of the other models")
+_EXPERT_WEIGHTS = flags.DEFINE_list(
+    "expert_weights", [], "steer=product: exponents of this run's model, then of each expert"
+)
+_RESAMPLING = flags.DEFINE_enum(
+    "resampling", "systematic", ["systematic", "stratified", "multinomial", "residual"], "scheme"
+)
+_ESS = flags.DEFINE_float("ess_threshold", 0.5, "resample when ESS < this fraction of particles")
+_RESAMPLE_EVERY = flags.DEFINE_integer("resample_every", 0, "resample every k steps (0: by ESS)")
+_LABEL = flags.DEFINE_integer("label", None, "the particles' class (conditional runs)")
 
 
 def main(argv):
@@ -42,13 +67,42 @@ def main(argv):
         sample()
 
 
-def setting_name(sampler, steps, eta, cfg_scale, float32, seed, step) -> str:
+def setting_name(sampler, steps, eta, cfg_scale, float32, seed, step, steer=None) -> str:
     """The default output folder's name: every setting that changes the samples."""
     parts = [f"{sampler}_{steps}steps"]
     parts += [] if eta is None else [f"eta{eta:g}"]
     parts += [] if cfg_scale is None else [f"cfg{cfg_scale:g}"]
     parts += ["float32"] if float32 else []
+    parts += [] if steer is None else [steer.name()]
+    parts += [] if steer is None or steer.label is None else [f"label{steer.label}"]
     return "_".join([*parts, f"seed{seed}", f"ckpt{step}"])
+
+
+def steering_setting():
+    """The particle-sampling setting of the flags (None without --steer)."""
+    from training.particles import Steering
+
+    if _STEER.value is None:
+        return None
+    try:
+        weights = tuple(float(w) for w in _EXPERT_WEIGHTS.value)
+    except ValueError as e:
+        raise ValueError(f"--expert_weights must be numbers, got {_EXPERT_WEIGHTS.value}") from e
+    return Steering(
+        method=_STEER.value,
+        reward=_REWARD.value or "",
+        reward_arg=_REWARD_ARG.value,
+        scale=_REWARD_SCALE.value,
+        potential=_POTENTIAL.value,
+        every=_POTENTIAL_EVERY.value,
+        beta=_BETA.value,
+        cfg_scale=_CFG.value if _CFG.value is not None else 0.0,
+        weights=weights,
+        scheme=_RESAMPLING.value,
+        ess_threshold=_ESS.value,
+        resample_every=_RESAMPLE_EVERY.value,
+        label=_LABEL.value,
+    )
 
 
 def sample():
@@ -56,19 +110,25 @@ def sample():
 
     import metrics
     import samplers
+    from training import particles
     from training.evaluate import show
     from training.run import load_config, load_run
     from training.sampling import check_request, draw
 
     config, step = load_config(_WORKDIR.value, _STEP.value)
+    steer = steering_setting()
+    cfg = None if steer is not None and steer.method == "cfg" else _CFG.value
     sampler, steps, num = check_request(
-        config, _SAMPLER.value, _STEPS.value, _NUM.value, _ETA.value, _FLOAT32.value, _CFG.value
+        config, _SAMPLER.value, _STEPS.value, _NUM.value, _ETA.value, _FLOAT32.value, cfg
     )
+    if steer is not None:
+        particles.check(config, steer, sampler, _ETA.value, len(_EXPERTS.value))
     eta = samplers.effective_eta(sampler, _ETA.value)
-    name = setting_name(sampler, steps, eta, _CFG.value, _FLOAT32.value, _SEED.value, step)
+    name = setting_name(sampler, steps, eta, cfg, _FLOAT32.value, _SEED.value, step, steer)
     out = _OUT.value or os.path.join(_WORKDIR.value, "samples", name)
 
     run = load_run(_WORKDIR.value, step)
+    experts = [load_run(w) for w in _EXPERTS.value]
     labels = metrics.sampling_labels(run.components.dataset, num, _SEED.value)
     if not run.components.num_classes:
         labels = None
@@ -82,18 +142,22 @@ def sample():
         labels,
         _ETA.value,
         float64=not _FLOAT32.value,
-        cfg_scale=_CFG.value,
+        cfg_scale=cfg,
+        steer=steer,
+        experts=[(e.components, e.params) for e in experts],
     )
     os.makedirs(out, exist_ok=True)
     np.savez(os.path.join(out, "samples.npz"), x=x)
     title = f"{run.config.name} step {run.step}: {sampler}, {steps} steps"
-    title += "" if _CFG.value is None else f", CFG w={_CFG.value:g}"
+    title += "" if cfg is None else f", CFG w={cfg:g}"
+    title += "" if steer is None else f", SMC {steer.name()}"
     shown = show(run.components.dataset, x, os.path.join(out, "samples"), title, _SEED.value)
     result = {
         "step": run.step,
         "sampler": sampler,
         **({} if eta is None else {"eta": eta}),
-        "cfg_scale": _CFG.value,
+        "cfg_scale": cfg,
+        **({} if steer is None else {"steer": dataclasses.asdict(steer), **smc_summary(info)}),
         "categorical_float32": _FLOAT32.value,
         "steps": steps,
         "seed": _SEED.value,
@@ -106,6 +170,15 @@ def sample():
         json.dump(result, f, indent=2)
     print(json.dumps(result))
     print(f"wrote {out}/samples.npz, {os.path.basename(shown)}, metrics.json")
+
+
+def smc_summary(info) -> dict:
+    """The particle system's diagnostics worth keeping next to the samples."""
+    return {
+        "resamplings": int(info["resamplings"]),
+        "min_ess": float(info["ess"].min()),
+        "log_z": float(info["log_z"]),
+    }
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ Gaussian families (flow, diffusion) share `solvers`; masked diffusion and count 
 `discrete`.
 """
 
+import functools
+
 from samplers import discrete, few_step, solvers
 
 # Samplers of the Gaussian families (flow matching and diffusion share all of them: flows
@@ -75,6 +77,36 @@ def effective_eta(name: str, eta=None):
     if name not in TAKES_ETA:
         return None
     return float(eta) if eta is not None else {"ddim": 0.0, "em": 1.0}[name]
+
+
+# One-evaluation stochastic steps that a particle system (samplers.smc) can propagate with.
+SMC_STEPS = {
+    "ddpm": lambda eta, f64: solvers.Step(solvers.ddpm_move, nfe=1),
+    "ddim": lambda eta, f64: solvers.Step(
+        functools.partial(solvers.ddim_move, eta=effective_eta("ddim", eta)), nfe=1
+    ),
+    "em": lambda eta, f64: solvers.Step(
+        functools.partial(solvers.em_move, eta=effective_eta("em", eta)), nfe=1
+    ),
+    "ancestral": lambda eta, f64: discrete.ancestral_step(f64),
+    "tau_leaping": lambda eta, f64: solvers.Step(discrete.tau_leap_move, nfe=1),
+    "unit_jump": lambda eta, f64: solvers.Step(discrete.unit_jump_move, nfe=1),
+}
+
+
+def smc_step(family: str, name: str, eta=None, float64: bool = True):
+    """The step of sampler `name` as a particle proposal: it must be stochastic and evaluate the
+    network once per step (ddim and em need eta > 0)."""
+    check(family, name, eta, float64)
+    stochastic = name not in TAKES_ETA or effective_eta(name, eta) > 0
+    if name not in SMC_STEPS or not stochastic:
+        usable = sorted(n for n in SMC_STEPS if n in SAMPLERS[family])
+        raise ValueError(
+            f"SMC needs a stochastic step that evaluates the network once; sampler {name!r}"
+            f"{f' with eta={eta}' if name in TAKES_ETA else ''} is not one (use one of {usable}"
+            f"{'; ddim and em with eta > 0' if 'em' in usable else ''})"
+        )
+    return SMC_STEPS[name](eta, float64)
 
 
 def get(family: str, name: str, eta=None, float64: bool = True):

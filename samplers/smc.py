@@ -47,14 +47,18 @@ class Potential:
     final: Callable
 
 
-def check_settings(step: Step, scheme: str, ess_threshold, resample_every: int, output: str):
-    """Clear errors for settings the particle system cannot run with."""
-    resampling.get(scheme)
+def check_step(step: Step) -> None:
+    """SMC reuses the step's one network evaluation at (x_t, t)."""
     if step.nfe != 1 or (step.nfe_last or 1) != 1:
         raise ValueError(
             f"SMC reuses the one network evaluation of a step at (x_t, t); this step makes "
             f"{step.nfe} evaluations (use ddpm, ddim with eta > 0, em, ancestral or tau_leaping)"
         )
+
+
+def check_settings(scheme: str, ess_threshold, resample_every: int, output: str) -> None:
+    """Clear errors for settings the particle system cannot run with."""
+    resampling.get(scheme)
     if not 0.0 <= ess_threshold <= 1.0:
         raise ValueError(f"ess_threshold must be in [0, 1] (a fraction of N), got {ess_threshold}")
     if int(resample_every) != resample_every or resample_every < 0:
@@ -84,7 +88,8 @@ def smc(
     resamplings, log_weights [N] (final, before the output resampling) and log_z (the estimate
     of log Z, Z = E[product of all increments]; unbiased for Z, not log Z). init(key, process,
     shape, t) -> x draws the particles at grid[0] (default: the process's prior)."""
-    check_settings(step, scheme, ess_threshold, resample_every, output)
+    check_step(step)
+    check_settings(scheme, ess_threshold, resample_every, output)
     draw_ancestors = resampling.get(scheme)
 
     def sampler(key, denoiser, process, shape, cond, grid):

@@ -51,12 +51,14 @@ def test_train_then_sample(tmp_path):
     assert x.shape == (300, 2) and np.isfinite(x).all()
     assert (out / "samples.png").exists()
     assert json.load(open(out / "metrics.json"))["nfe"] == 20
-    # another setting writes its own folder and records the effective eta
-    s = run_sample([f"--workdir={work}", "--num_samples=50", "--sampler=em", "--steps=10"])
+    # another setting writes its own folder and records the effective eta; FK steering as well
+    steer = ["--steer=reward", "--reward=target", "--reward_arg=1,-1", "--reward_scale=2"]
+    s = run_sample([f"--workdir={work}", "--num_samples=50", "--sampler=em", "--steps=10", *steer])
     assert s.returncode == 0, s.stderr[-3000:]
-    assert json.load(open(work / "samples" / "em_10steps_eta1_seed0_ckpt100" / "metrics.json"))[
-        "eta"
-    ] == pytest.approx(1.0)
+    name = "em_10steps_eta1_reward_target1--1_x2_diff_seed0_ckpt100"
+    result = json.load(open(work / "samples" / name / "metrics.json"))
+    assert result["eta"] == pytest.approx(1.0) and result["steer"]["scale"] == 2.0
+    assert result["nfe"] == 10 and np.isfinite(result["log_z"]) and result["min_ess"] >= 1
     assert (out / "samples.npz").exists()
 
     bad = run_sample([f"--workdir={work}", "--sampler=first_hitting"])

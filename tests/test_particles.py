@@ -1,0 +1,60 @@
+"""Particle sampling of a run through `training.sampling.draw` (what sample.py --steer runs): each
+method builds, counts its network passes, and refuses settings it cannot take, naming them."""
+
+import numpy as np
+import pytest
+
+from tests.helpers import tiny_config
+from tests.test_guidance import conditional_components
+from training.components import build
+from training.particles import Steering
+from training.sampling import draw
+
+REWARD = Steering("reward", reward="target", reward_arg="0.5,0.5", scale=2.0)
+
+
+@pytest.fixture(scope="module")
+def comp():
+    return build(tiny_config())
+
+
+def test_each_method_draws_and_counts_network_passes(comp, tmp_path):
+    params = comp.init_params
+    x, info = draw(comp, params, "ddpm", 4, 16, 0, steer=REWARD)
+    assert x.shape == (16, 2) and np.isfinite(x).all() and int(info["nfe"]) == 4
+    assert info["ess"].shape == (4,) and np.isfinite(info["log_z"])
+    x, info = draw(comp, params, "em", 4, 16, 0, steer=Steering("anneal", beta=2.0))
+    assert np.isfinite(x).all() and int(info["nfe"]) == 4
+    product = Steering("product", weights=(1.0, 1.0))
+    _, info = draw(comp, params, "em", 4, 16, 0, steer=product, experts=[(comp, params)])
+    assert int(info["nfe"]) == 8 and int(info["denoiser_calls"]) == 4
+    cond = conditional_components(tmp_path)
+    cfg = Steering("cfg", cfg_scale=2.0, label=1)
+    _, info = draw(cond, cond.init_params, "em", 4, 16, 0, steer=cfg)
+    assert int(info["nfe"]) == 8
+
+
+@pytest.mark.parametrize(
+    "sampler,steer,message",
+    [
+        ("heun", REWARD, "SMC needs a stochastic step"),
+        ("ddim", REWARD, "with eta=None is not one"),
+        ("ddpm", Steering("anneal"), "use --sampler=em"),
+        ("em", Steering("product", weights=(1.0,)), "needs 2 exponents"),
+        ("ddpm", Steering("reward"), "needs --reward"),
+        ("ddpm", Steering("reward", reward="token"), "reward 'token' scores tokens"),
+        ("ddpm", Steering("reward", reward="target", reward_arg="1"), "must be a point of 2"),
+        ("em", Steering("cfg", cfg_scale=2.0), "class-conditional run"),
+        ("ddpm", Steering("reward", reward="target", reward_arg="0,0", scheme="gready"), "gready"),
+    ],
+)
+def test_settings_the_run_cannot_take_are_named(comp, sampler, steer, message):
+    experts = [(comp, comp.init_params)] if steer.method == "product" else []  # needs 2 weights
+    with pytest.raises(ValueError, match=message):
+        draw(comp, comp.init_params, sampler, 4, 16, 0, steer=steer, experts=experts)
+
+
+def test_conditional_runs_need_one_label_for_the_population(tmp_path):
+    cond = conditional_components(tmp_path)
+    with pytest.raises(ValueError, match="give --label"):
+        draw(cond, cond.init_params, "ddpm", 4, 16, 0, steer=REWARD)

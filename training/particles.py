@@ -1,0 +1,124 @@
+"""Particle sampling of a run: FK steering toward a reward, and Feynman-Kac correctors (annealing,
+the CFG target, products with other runs' models), as `sample.py --steer=...` and
+`training.sampling.draw(..., steering=Steering(...))` build them (MATH.md §7).
+
+All particles of one draw form one population with one condition (`label` on conditional runs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import samplers
+from samplers import fkc, smc, steering
+from training import rewards
+
+METHODS = ("reward", "anneal", "cfg", "product")
+GAUSSIAN = ("flow", "diffusion")
+
+
+@dataclasses.dataclass(frozen=True)
+class Steering:
+    """One particle-sampling setting (hashable: compiled samplers are kept per setting)."""
+
+    method: str
+    reward: str = ""
+    reward_arg: str = ""
+    scale: float = 1.0  # lambda of exp(lambda r)
+    potential: str = "diff"
+    every: int = 1
+    beta: float = 2.0  # annealing exponent
+    cfg_scale: float = 0.0  # w of the CFG target p^(1 - w) p(. | c)^w
+    weights: tuple = ()  # product: exponents of this run's model and each expert's
+    scheme: str = "systematic"
+    ess_threshold: float = 0.5
+    resample_every: int = 0
+    label: int | None = None
+
+    def name(self) -> str:
+        """A short name of the setting for output folders."""
+        detail = {
+            "reward": f"{self.reward}{self.reward_arg}_x{self.scale:g}_{self.potential}",
+            "anneal": f"beta{self.beta:g}",
+            "cfg": f"w{self.cfg_scale:g}",
+            "product": "w" + "-".join(f"{w:g}" for w in self.weights),
+        }[self.method]
+        return f"{self.method}_{detail}".replace(",", "-").replace(" ", "")
+
+
+def check(config, setting: Steering, sampler_name: str, eta, num_experts: int = 0) -> None:
+    """Clear errors for a particle setting that the run cannot take; from the config alone."""
+    family = config.process.family
+    if setting.method not in METHODS:
+        raise ValueError(f"--steer must be one of {METHODS}, got {setting.method!r}")
+    if setting.method == "reward":
+        samplers.smc_step(family, sampler_name, eta)
+        if not setting.reward:
+            raise ValueError(f"--steer=reward needs --reward (one of {sorted(rewards.REWARDS)})")
+        steering.reward_potential(
+            lambda x: x, setting.scale, setting.potential, every=setting.every
+        )
+    else:
+        if family not in GAUSSIAN:
+            raise ValueError(
+                f"--steer={setting.method} (Feynman-Kac correctors) needs the scores of a "
+                f"Gaussian family {GAUSSIAN}; {config.name!r} is {family!r}"
+            )
+        if sampler_name != "em":
+            raise ValueError(
+                f"--steer={setting.method} moves particles with the guided Euler-Maruyama step; "
+                f"use --sampler=em (got {sampler_name!r})"
+            )
+        fkc.check(betas(setting, num_experts), samplers.effective_eta("em", eta), None, (0, 1))
+    if setting.method == "cfg" and not (config.model.conditional and config.process.label_dropout):
+        raise ValueError(
+            f"--steer=cfg needs a class-conditional run trained with label dropout; "
+            f"{config.name!r} is not one"
+        )
+    if config.model.conditional and setting.label is None:
+        raise ValueError(
+            f"{config.name!r} is class-conditional: particles share one condition, give --label"
+        )
+    smc.check_settings(setting.scheme, setting.ess_threshold, setting.resample_every, "resample")
+
+
+def betas(setting: Steering, num_experts: int) -> tuple:
+    """The FKC exponents: (beta,) annealing, (w, 1 - w) the CFG target, the given weights of a
+    product (this run's model first, then each expert)."""
+    if setting.method == "anneal":
+        return (setting.beta,)
+    if setting.method == "cfg":
+        return (setting.cfg_scale, 1.0 - setting.cfg_scale)
+    if len(setting.weights) != 1 + num_experts:
+        raise ValueError(
+            f"--expert_weights needs {1 + num_experts} exponents (this run's model, then each of "
+            f"the {num_experts} --experts), got {list(setting.weights)}"
+        )
+    return tuple(setting.weights)
+
+
+def sampler_and_denoiser(comp, setting, sampler_name, eta, float64, denoiser, experts=()):
+    """(the particle sampler, the denoiser it takes): reward steering takes the run's denoiser;
+    correctors take the experts' predictions stacked (the CFG target's two passes in one call)."""
+    family = comp.config.process.family
+    smc_kw = {
+        "scheme": setting.scheme,
+        "ess_threshold": setting.ess_threshold,
+        "resample_every": setting.resample_every,
+    }
+    if setting.method == "reward":
+        reward = rewards.build(setting.reward, setting.reward_arg, comp.dataset)
+        potential = steering.reward_potential(
+            reward,
+            setting.scale,
+            setting.potential,
+            steering.estimate_for(family),
+            every=setting.every,
+        )
+        step = samplers.smc_step(family, sampler_name, eta, float64)
+        return smc.smc(step, potential, **smc_kw), denoiser
+    eta = samplers.effective_eta("em", eta)
+    sampler = fkc.fkc(betas(setting, len(experts)), eta, **smc_kw)
+    if setting.method == "cfg":
+        return sampler, fkc.cfg_experts(denoiser)
+    return sampler, fkc.experts(denoiser, *experts)
