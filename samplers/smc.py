@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 
 from samplers import resampling
 from samplers.solvers import Bound, Step
@@ -67,6 +68,15 @@ def check_settings(scheme: str, ess_threshold, resample_every: int, output: str)
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
 
 
+def particle_constraint(mesh, spec=None):
+    """x -> x with every leaf's leading (particle) axis split over the mesh's first axis, or laid
+    out by `spec` (PartitionSpec() replicates); the identity without a mesh."""
+    if mesh is None:
+        return lambda tree: tree
+    sharding = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]) if spec is None else spec)
+    return lambda tree: jax.tree.map(lambda v: jax.lax.with_sharding_constraint(v, sharding), tree)
+
+
 def default_init(key, process, shape, t):
     """The process's prior at t."""
     return process.prior(key, shape, t)
@@ -80,6 +90,7 @@ def smc(
     resample_every: int = 0,
     output: str = "resample",
     init=None,
+    mesh=None,
 ):
     """A particle sampler `sampler(key, denoiser, process, shape, cond, grid) -> (x, info)`;
     shape[0] is the number of particles N. Resampling is adaptive (ESS < ess_threshold N) unless
@@ -87,33 +98,44 @@ def smc(
     decision), resampled [K], unique_ancestors [K] (distinct parents after the step),
     resamplings, log_weights [N] (final, before the output resampling) and log_z (the estimate
     of log Z, Z = E[product of all increments]; unbiased for Z, not log Z). init(key, process,
-    shape, t) -> x draws the particles at grid[0] (default: the process's prior)."""
+    shape, t) -> x draws the particles at grid[0] (default: the process's prior).
+
+    mesh: a jax.sharding.Mesh whose first axis splits the particles over its devices; weights,
+    ESS and log Z are global reductions and ancestors are drawn over all N particles (one key),
+    so resampling moves particles between devices and the result equals one device's."""
     check_step(step)
     check_settings(scheme, ess_threshold, resample_every, output)
     draw_ancestors = resampling.get(scheme)
+
+    spread = particle_constraint(mesh)
+    # the N log-weights are gathered on every device, so ESS, log Z and the ancestors are
+    # computed exactly as on one device (the same reductions in the same order)
+    gathered = particle_constraint(mesh, PartitionSpec())
 
     def sampler(key, denoiser, process, shape, cond, grid):
         n = shape[0]
         model = Bound(denoiser, process, cond)
         k_prior, k_loop, k_final, k_out = jax.random.split(key, 4)
-        x = (init or default_init)(k_prior, process, shape, grid[0])
+        x = spread((init or default_init)(k_prior, process, shape, grid[0]))
 
         def body(state, inputs):
             (x, memory, log_w, log_z), (k, t, s) = state, inputs
             k_weight, k_res, k_move = jax.random.split(jax.random.fold_in(k_loop, k), 3)
             pred = model.pred(x, t)
             log_g, memory = potential.step(k_weight, model, pred, x, t, s, memory)
-            log_w = log_w + log_g
+            log_w = gathered(log_w + log_g)
             size = resampling.ess(log_w)
             if resample_every:
                 due = (k + 1) % resample_every == 0
             else:
                 due = size < ess_threshold * n
             a = jnp.where(due, draw_ancestors(k_res, log_w), jnp.arange(n))
-            x, pred, memory = jax.tree.map(lambda v: v[a], (x, pred, memory))
+            x, pred, memory = spread(jax.tree.map(lambda v: v[a], (x, pred, memory)))
             log_z = log_z + jnp.where(due, resampling.log_mean_weight(log_w), 0.0)
             log_w = jnp.where(due, jnp.zeros_like(log_w), log_w)
-            x = step.move(k_move, dataclasses.replace(model, denoiser=lambda *_: pred), x, t, s)
+            x = spread(
+                step.move(k_move, dataclasses.replace(model, denoiser=lambda *_: pred), x, t, s)
+            )
             unique = jnp.sum(resampling.offspring(a, n) > 0)
             return (x, memory, log_w, log_z), (size, due, unique)
 
@@ -122,7 +144,7 @@ def smc(
         (x, memory, log_w, log_z), (sizes, due, unique) = jax.lax.scan(
             body, state, (ks, grid[:-1], grid[1:])
         )
-        log_w = log_w + potential.final(k_final, model, x, memory)
+        log_w = gathered(log_w + potential.final(k_final, model, x, memory))
         log_z = log_z + resampling.log_mean_weight(log_w)
         if output == "resample":
             x = jax.tree.map(lambda v: v[draw_ancestors(k_out, log_w)], x)

@@ -82,6 +82,15 @@ def check(config, setting: Steering, sampler_name: str, eta, num_experts: int = 
     smc.check_settings(setting.scheme, setting.ess_threshold, setting.resample_every, "resample")
 
 
+def check_particles(num: int, devices: int) -> None:
+    """The particles split evenly over the devices."""
+    if num % devices:
+        raise ValueError(
+            f"--num_samples={num} particles must split evenly over the {devices} devices; use "
+            f"e.g. --num_samples={max(devices, num - num % devices)}"
+        )
+
+
 def betas(setting: Steering, num_experts: int) -> tuple:
     """The FKC exponents: (beta,) annealing, (w, 1 - w) the CFG target, the given weights of a
     product (this run's model first, then each expert)."""
@@ -97,14 +106,18 @@ def betas(setting: Steering, num_experts: int) -> tuple:
     return tuple(setting.weights)
 
 
-def sampler_and_denoiser(comp, setting, sampler_name, eta, float64, denoiser, experts=()):
+def sampler_and_denoiser(
+    comp, setting, sampler_name, eta, float64, denoiser, experts=(), mesh=None
+):
     """(the particle sampler, the denoiser it takes): reward steering takes the run's denoiser;
-    correctors take the experts' predictions stacked (the CFG target's two passes in one call)."""
+    correctors take the experts' predictions stacked (the CFG target's two passes in one call).
+    mesh: split the particles over its devices (global resampling; `samplers.smc`)."""
     family = comp.config.process.family
     smc_kw = {
         "scheme": setting.scheme,
         "ess_threshold": setting.ess_threshold,
         "resample_every": setting.resample_every,
+        "mesh": mesh,
     }
     if setting.method == "reward":
         reward = rewards.build(setting.reward, setting.reward_arg, comp.dataset)

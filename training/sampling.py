@@ -13,6 +13,7 @@ import samplers
 from samplers import guidance
 from training import particles, rewards
 from training.components import Components
+from training.mesh import make_mesh
 
 
 def check_guidance_config(config, cfg_scale) -> None:
@@ -81,8 +82,9 @@ def compiled_sampler(
                 sampler = samplers.get(comp.config.process.family, sampler_name, eta, float64)
             else:
                 others = [e.denoiser(p) for (e, _), p in zip(experts, expert_params, strict=True)]
+                mesh = make_mesh() if jax.device_count() > 1 else None
                 sampler, denoiser = particles.sampler_and_denoiser(
-                    comp, steer, sampler_name, eta, float64, denoiser, others
+                    comp, steer, sampler_name, eta, float64, denoiser, others, mesh
                 )
             x, info = sampler(key, denoiser, comp.process, shape, cond, grid)
             # nfe: network passes of the whole batch; denoiser_calls: sampler steps that call it
@@ -118,6 +120,7 @@ def draw(
     if steer is not None:
         particles.check(comp.config, steer, sampler_name, eta, len(experts))
         check_experts(comp, experts)
+        particles.check_particles(num, jax.device_count())
         if steer.method == "reward":  # its checks against the data, before tracing
             rewards.build(steer.reward, steer.reward_arg, comp.dataset)
         if cfg_scale is not None and steer.method != "reward":
