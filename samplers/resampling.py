@@ -40,8 +40,9 @@ def _inverse_cdf(log_w, positions):
 
 
 def multinomial(key, log_w):
-    """a_n ~ Cat(w) independently."""
-    return jax.random.categorical(key, log_w, shape=log_w.shape)
+    """a_n ~ Cat(w) independently: a_n = searchsorted(cumsum(w), u_n), u_n ~ U(0, 1) (O(N log N);
+    jax.random.categorical with N draws would build an N x N array)."""
+    return _inverse_cdf(log_w, jax.random.uniform(key, log_w.shape))
 
 
 def stratified(key, log_w):
@@ -64,7 +65,7 @@ def residual(key, log_w):
     copies = jnp.floor(scaled)
     fixed = jnp.minimum(jnp.searchsorted(jnp.cumsum(copies), jnp.arange(n), side="right"), n - 1)
     rest = scaled - copies
-    drawn = jax.random.categorical(key, jnp.where(rest > 0, jnp.log(rest), -jnp.inf), shape=(n,))
+    drawn = multinomial(key, jnp.where(rest > 0, jnp.log(rest), -jnp.inf))
     return jnp.where(jnp.arange(n) < jnp.sum(copies), fixed, drawn)
 
 

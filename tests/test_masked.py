@@ -157,9 +157,12 @@ def test_m2_first_hitting_sampler_is_exact():
     assert chi_square_p(law(x), P_TRUE) > 1e-3
 
 
-def ancestral_law(steps):
-    """q_T by dynamic programming over the (V+1)^L partial states (MATH M3)."""
-    states, index, post = STATES, STATE_INDEX, np.exp(STATE_LOGP)
+def ancestral_law(steps, beta=1.0, state_logp=None):
+    """q_T by dynamic programming over the (V+1)^L partial states (MATH M3). Other token
+    factors exp(beta state_logp) (default: the toy's own log p(v | z)), normalised at the end,
+    give the weighted law of the masked Feynman-Kac correctors."""
+    logp = STATE_LOGP if state_logp is None else state_logp
+    states, index, post = STATES, STATE_INDEX, np.exp(beta * logp)
     prob = np.zeros(len(states))
     prob[index[(MASK,) * L]] = 1.0
     grid = np.linspace(1, 0, steps + 1)
@@ -177,7 +180,8 @@ def ancestral_law(steps):
             for combo in itertools.product(*options):
                 nxt[index[tuple(c[0] for c in combo)]] += prob[i] * np.prod([c[1] for c in combo])
         prob = nxt
-    return np.array([prob[index[tuple(x)]] for x in SEQS])
+    law = np.array([prob[index[tuple(x)]] for x in SEQS])
+    return law / law.sum()
 
 
 def test_m3_ancestral_law_by_dynamic_programming():
