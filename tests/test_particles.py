@@ -40,6 +40,7 @@ def test_each_method_draws_and_counts_network_passes(comp, tmp_path):
         ("heun", REWARD, "SMC needs a stochastic step"),
         ("ddim", REWARD, "with eta=None is not one"),
         ("ddpm", Steering("anneal"), "use --sampler=em"),
+        ("ancestral", Steering("anneal"), "not available for the .flow. family"),
         ("em", Steering("product", weights=(1.0,)), "needs 2 exponents"),
         ("ddpm", Steering("reward"), "needs --reward"),
         ("ddpm", Steering("reward", reward="token"), "reward 'token' scores tokens"),
@@ -58,3 +59,17 @@ def test_conditional_runs_need_one_label_for_the_population(tmp_path):
     cond = conditional_components(tmp_path)
     with pytest.raises(ValueError, match="give --label"):
         draw(cond, cond.init_params, "ddpm", 4, 16, 0, steer=REWARD)
+
+
+def test_masked_runs_take_annealing_and_token_rewards():
+    """The masked family's correctors move with the mixed ancestral step; rewards count tokens."""
+    from tests.test_configs import CONFIGS, shrunk
+
+    comp = build(shrunk(next(p for p in CONFIGS if p.endswith("masked_markov.py"))))
+    params = comp.init_params
+    x, info = draw(comp, params, "ancestral", 4, 16, 0, steer=Steering("anneal", beta=2.0))
+    assert x.shape == (16, *comp.dataset.shape) and int(info["nfe"]) == 4
+    assert (x < comp.dataset.vocab_size).all()  # every position unmasked
+    token = Steering("reward", reward="token", reward_arg="1", scale=3.0)
+    x, _ = draw(comp, params, "ancestral", 4, 16, 0, steer=token)
+    assert (x < comp.dataset.vocab_size).all()

@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 
 import samplers
-from samplers import fkc, smc, steering
+from samplers import fkc, masked_fkc, smc, steering
 from training import rewards
 
 METHODS = ("reward", "anneal", "cfg", "product")
 GAUSSIAN = ("flow", "diffusion")
+# the step each family's Feynman-Kac correctors move particles with
+CORRECTED = {"flow": "em", "diffusion": "em", "masked": "ancestral"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,17 +61,23 @@ def check(config, setting: Steering, sampler_name: str, eta, num_experts: int = 
             lambda x: x, setting.scale, setting.potential, every=setting.every
         )
     else:
-        if family not in GAUSSIAN:
+        if family not in CORRECTED:
             raise ValueError(
-                f"--steer={setting.method} (Feynman-Kac correctors) needs the scores of a "
-                f"Gaussian family {GAUSSIAN}; {config.name!r} is {family!r}"
+                f"--steer={setting.method} (Feynman-Kac correctors) needs a Gaussian family "
+                f"{GAUSSIAN} or masked diffusion; {config.name!r} is {family!r} (counts: "
+                f"reward steering only, see docs/masked_fkc.md)"
             )
-        if sampler_name != "em":
+        if sampler_name != CORRECTED[family]:
             raise ValueError(
-                f"--steer={setting.method} moves particles with the guided Euler-Maruyama step; "
-                f"use --sampler=em (got {sampler_name!r})"
+                f"--steer={setting.method} moves {family} particles with the guided "
+                f"{CORRECTED[family]} step; use --sampler={CORRECTED[family]} (got "
+                f"{sampler_name!r})"
             )
-        fkc.check(betas(setting, num_experts), samplers.effective_eta("em", eta), None, (0, 1))
+        if family == "masked":
+            masked_fkc.check(betas(setting, num_experts))
+        else:
+            eta = samplers.effective_eta("em", eta)
+            fkc.check(betas(setting, num_experts), eta, None, (0, 1))
     if setting.method == "cfg" and not (config.model.conditional and config.process.label_dropout):
         raise ValueError(
             f"--steer=cfg needs a class-conditional run trained with label dropout; "
@@ -130,8 +138,14 @@ def sampler_and_denoiser(
         )
         step = samplers.smc_step(family, sampler_name, eta, float64)
         return smc.smc(step, potential, **smc_kw), denoiser
-    eta = samplers.effective_eta("em", eta)
-    sampler = fkc.fkc(betas(setting, len(experts)), eta, **smc_kw)
+    exponents = betas(setting, len(experts))
+    if family == "masked":
+        mask_id = comp.process.mask_id
+        sampler = masked_fkc.masked_fkc(exponents, mask_id, float64, **smc_kw)
+        if setting.method == "anneal":
+            return sampler, denoiser
+    else:
+        sampler = fkc.fkc(exponents, samplers.effective_eta("em", eta), **smc_kw)
     if setting.method == "cfg":
         return sampler, fkc.cfg_experts(denoiser)
     return sampler, fkc.experts(denoiser, *experts)
