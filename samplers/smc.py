@@ -98,7 +98,8 @@ def smc(
     decision), resampled [K], unique_ancestors [K] (distinct parents after the step),
     resamplings, log_weights [N] (final, before the output resampling) and log_z (the estimate
     of log Z, Z = E[product of all increments]; unbiased for Z, not log Z). init(key, process,
-    shape, t) -> x draws the particles at grid[0] (default: the process's prior).
+    shape, t) -> x, or (x, initial log-weights), draws the particles at grid[0] (default: the
+    process's prior).
 
     mesh: a jax.sharding.Mesh whose first axis splits the particles over its devices; weights,
     ESS and log Z are global reductions and ancestors are drawn over all N particles (one key),
@@ -116,7 +117,10 @@ def smc(
         n = shape[0]
         model = Bound(denoiser, process, cond)
         k_prior, k_loop, k_final, k_out = jax.random.split(key, 4)
-        x = spread((init or default_init)(k_prior, process, shape, grid[0]))
+        start = (init or default_init)(k_prior, process, shape, grid[0])
+        x, log_w0 = start if isinstance(start, tuple) else (start, 0.0)
+        log_w0 = jnp.broadcast_to(jnp.asarray(log_w0, jnp.float32), (n,))
+        x = spread(x)
 
         def body(state, inputs):
             (x, memory, log_w, log_z), (k, t, s) = state, inputs
@@ -139,7 +143,7 @@ def smc(
             unique = jnp.sum(resampling.offspring(a, n) > 0)
             return (x, memory, log_w, log_z), (size, due, unique)
 
-        state = (x, potential.start(x), jnp.zeros((n,), jnp.float32), jnp.zeros((), jnp.float32))
+        state = (x, potential.start(x), gathered(log_w0), jnp.zeros((), jnp.float32))
         ks = jnp.arange(grid.shape[0] - 1)
         (x, memory, log_w, log_z), (sizes, due, unique) = jax.lax.scan(
             body, state, (ks, grid[:-1], grid[1:])

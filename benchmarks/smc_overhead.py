@@ -1,0 +1,105 @@
+"""The cost of the particle system: weights plus resampling as a share of a sampling step.
+
+python benchmarks/smc_overhead.py [--particles 4096] [--steps 10] [--config diffusion_digits]
+
+Times K DDPM steps of the config's network (initial parameters: speed does not depend on
+training) for N particles three ways, each compiled first and timed over `repeats` runs:
+plain DDPM; SMC with a free potential (log G = 0, resampling forced every step), which isolates
+the particle bookkeeping (ESS, ancestors, copying the particles); and FK steering toward the
+digit classifier's log p(class 3 | x) at Tweedie's estimate (the reward's own cost included).
+Overhead = (t_smc - t_plain) / t_smc. Writes smc_overhead_<platform>.json.
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+_N = flags.DEFINE_integer("particles", 4096, "number of particles")
+_STEPS = flags.DEFINE_integer("steps", 10, "DDPM steps per timed run")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "timed runs (the best is kept)")
+_CONFIG = flags.DEFINE_string("config", "diffusion_digits", "config whose network is timed")
+_OUT = flags.DEFINE_string("out", None, "result directory (default benchmarks/results)")
+
+
+def best_time(fn, repeats):
+    """Seconds of the fastest of `repeats` calls, after one compiling call."""
+    import jax
+
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(argv):
+    del argv
+    import importlib
+
+    import jax
+    import jax.numpy as jnp
+
+    import samplers
+    from benchmarks.common import write_result
+    from samplers import smc, steering
+    from training import rewards
+    from training.components import build
+
+    config = importlib.import_module(f"configs.{_CONFIG.value}").get_config()
+    comp = build(config)
+    n, steps = _N.value, _STEPS.value
+    shape = (n, *comp.dataset.shape)
+    grid = samplers.grid("ddpm", comp.process, steps)
+    cond = jnp.zeros(n, jnp.int32) if comp.num_classes else None
+    step = samplers.smc_step(config.process.family, "ddpm")
+    free = smc.Potential(
+        start=lambda x: (),
+        step=lambda key, model, pred, x, t, s, m: (jnp.zeros(x.shape[:1]), m),
+        final=lambda key, model, x, m: jnp.zeros(x.shape[:1]),
+    )
+    reward = rewards.build("class", "3", comp.dataset)
+    settings = {
+        "plain DDPM": samplers.get(config.process.family, "ddpm"),
+        "SMC, free potential, resampling every step": smc.smc(step, free, resample_every=1),
+        "FK steering, digit-classifier reward (diff)": smc.smc(
+            step, steering.reward_potential(reward, 1.0)
+        ),
+    }
+    times = {}
+    for name, sampler in settings.items():
+
+        @jax.jit
+        def run(key, params, sampler=sampler):
+            return sampler(key, comp.denoiser(params), comp.process, shape, cond, grid)[0]
+
+        call = lambda run=run: run(jax.random.key(0), comp.init_params)
+        times[name] = best_time(call, _REPEATS.value)
+        print(f"{name}: {times[name] / steps * 1e3:.1f} ms per step", flush=True)
+    plain = times["plain DDPM"]
+    rows = [
+        {
+            "setting": name,
+            "seconds_per_step": round(t / steps, 5),
+            "overhead_share": round((t - plain) / t, 4),
+        }
+        for name, t in times.items()
+    ]
+    result = {
+        "config": _CONFIG.value,
+        "network": config.model.net,
+        "particles": n,
+        "steps": steps,
+        "timing": f"best of {_REPEATS.value} runs after a compiling run",
+        "rows": rows,
+    }
+    write_result(f"smc_overhead_{jax.default_backend()}", result, _OUT.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
