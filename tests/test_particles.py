@@ -73,3 +73,22 @@ def test_masked_runs_take_annealing_and_token_rewards():
     token = Steering("reward", reward="token", reward_arg="1", scale=3.0)
     x, _ = draw(comp, params, "ancestral", 4, 16, 0, steer=token)
     assert (x < comp.dataset.vocab_size).all()
+
+
+def test_named_rewards_score_what_they_name():
+    """class: the digit classifier's log p(k | x) is highest on images of k; token counts the
+    token; total sums counts."""
+    import jax.numpy as jnp
+
+    from data import digits
+    from training import rewards
+
+    data = digits(0, "test")
+    r = np.asarray(rewards.build("class", "3", data)(jnp.asarray(data.x)))
+    assert (r <= 0).all() and r[data.label == 3].mean() > r[data.label != 3].mean() + 3
+    text = type("T", (), {"kind": "tokens", "vocab": ("a", "b"), "vocab_size": 2, "name": "t"})
+    np.testing.assert_array_equal(rewards.build("token", "b", text)(jnp.array([[0, 1, 1]])), [2])
+    counts = type("C", (), {"kind": "counts", "name": "c"})
+    np.testing.assert_array_equal(
+        rewards.build("total", "", counts)(jnp.array([[1, 2], [0, 5]])), [3, 5]
+    )

@@ -47,7 +47,7 @@ def digit_class(dataset, arg: str):
         raise ValueError(f"reward 'class' scores the digits; data set is {dataset.name!r}")
     if not arg.isdigit() or int(arg) > 9:
         raise ValueError(f"--reward_arg={arg!r} must be a digit class 0-9 for reward 'class'")
-    params, k, view = frechet.classifier(), int(arg), views[dataset.name]
+    (params, _), k, view = frechet.classifier(), int(arg), views[dataset.name]
     return lambda x: jax.nn.log_softmax(frechet.logits(params, view(x).reshape(len(x), 8, 8, 1)))[
         :, k
     ]
