@@ -137,13 +137,15 @@ def test_restore_on_a_different_number_of_devices(tmp_path):
         "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
         "JAX_PLATFORMS": "cpu",
     }
-    for name, first, second in (("8to1", 8, 1), ("1to8", 1, 8), ("ref", 1, 1)):
+    for name, first, second in (("8to1", 8, 1), ("1to8", 1, 8)):
         work = f"--workdir={tmp_path / name}"
         r = run_train([*args, work, "--stop_after=20"], env(first))
         assert r.returncode == 0, r.stderr[-2000:]
         r = run_train([*args, work], env(second))
         assert r.returncode == 0, r.stderr[-2000:]
         assert "resuming" in r.stdout
+    r = run_train([*args, f"--workdir={tmp_path / 'ref'}"], env(1))  # uninterrupted
+    assert r.returncode == 0, r.stderr[-2000:]
     _, _, ref, _ = load_state(str(tmp_path / "ref"))
     for name in ("8to1", "1to8"):
         _, _, got, _ = load_state(str(tmp_path / name))
