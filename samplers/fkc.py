@@ -20,6 +20,7 @@ eta must be > 0: with eta = 0 resampled copies never separate. Increments may be
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -27,7 +28,7 @@ import jax.numpy as jnp
 
 from models.mixing import conditional_and_null
 from samplers.smc import Potential, smc
-from samplers.solvers import Step
+from samplers.solvers import Bound, Step, em_move
 
 
 def experts(*denoisers):
@@ -75,15 +76,22 @@ def corrector_rate(betas, scores, f, half_g2):
     return (jnp.sum(b) - 1.0) * f * d + half_g2 * spread
 
 
+@dataclasses.dataclass(frozen=True)
+class GuidedModel(Bound):
+    """The bound experts whose score is the guided S = sum_i beta_i s_i."""
+
+    betas: tuple = ()
+
+    def score(self, x, t):
+        return guided_score(self.betas, expert_scores(self, self.pred(x, t), x, t))
+
+
 def guided_move(betas, eta: float):
-    """The reverse SDE step of the guided score S (noise scale eta)."""
+    """The reverse SDE step (solvers.em_move) of the guided score S (noise scale eta)."""
 
     def move(key, model, x, t, s):
-        h = t - s
-        f, half_g2 = coefficients(model.process, x, t)
-        score = guided_score(betas, expert_scores(model, model.pred(x, t), x, t))
-        z = x - h * (f * x - (1.0 + eta**2) * half_g2 * score)
-        return z + eta * jnp.sqrt(2.0 * half_g2 * h) * jax.random.normal(key, x.shape)
+        guided = GuidedModel(model.denoiser, model.process, model.cond, tuple(betas))
+        return em_move(key, guided, x, t, s, eta)
 
     return Step(move, nfe=1)
 
