@@ -58,12 +58,14 @@ def ancestral(float64: bool = True):
     return sampler
 
 
-def ancestral_step(float64: bool = True) -> Step:
+def ancestral_step(float64: bool = True, logits=None) -> Step:
     """One decoupled ancestral move t -> s without the output cache (a `Step`, for particle
-    systems, where resampling would invalidate a cached output)."""
+    systems, where resampling would invalidate a cached output). logits(model, z, t) gives the
+    token log-probabilities (default: the model's own, `log_probs`)."""
+    token_logits = logits or log_probs
 
     def move(key, model, z, t, s):
-        return model.process.posterior(key, z, t, s, log_probs(model, z, t), float64)
+        return model.process.posterior(key, z, t, s, token_logits(model, z, t), float64)
 
     return Step(move, nfe=1)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from samplers.discrete import ancestral_step
 from samplers.smc import Potential, smc
 from samplers.solvers import Step
 
@@ -37,11 +38,10 @@ def mixed_log_probs(model, pred, z, betas):
 def mixed_step(betas, float64: bool = True) -> Step:
     """An ancestral move t -> s whose tokens are drawn from the mixed conditionals."""
 
-    def move(key, model, z, t, s):
-        logits = mixed_log_probs(model, model.pred(z, t), z, betas)
-        return model.process.posterior(key, z, t, s, logits, float64)
+    def logits(model, z, t):
+        return mixed_log_probs(model, model.pred(z, t), z, betas)
 
-    return Step(move, nfe=1)
+    return ancestral_step(float64, logits)
 
 
 def unmasking_weights(betas, mask_id: int) -> Potential:
