@@ -3,9 +3,12 @@
 Loads the run's config and the EMA parameters of its latest (or --step) checkpoint, samples with
 --sampler for --steps, and writes samples.npz, a plot and the quality metrics into --out
 (default: <workdir>/samples/<sampler>_<steps>steps[_eta..][_cfg..][_float32]_seed<seed>_ckpt<step>,
-so that runs with other settings never overwrite each other). The sampler, eta and guidance are
-checked against the saved config before anything is loaded. In Python,
-`training.run.load_run(workdir)` gives the same run. Bad input ends with one line,
+so that runs with other settings never overwrite each other). Samples are drawn --batch_size at a
+time, split over every device (of every process with --distributed / --num_processes), and
+streamed to <out>/shards as they are drawn: killed and started again, it draws only what is
+missing. Sample i depends only on (--seed, i), whatever the batch size or device count. The
+sampler, eta and guidance are checked against the saved config before anything is loaded. In
+Python, `difflab.training.run.load_run(workdir)` gives the same run. Bad input ends with one line,
 `error: <message>`; DIFFLAB_TRACEBACK=1 shows the traceback.
 """
 
@@ -15,7 +18,7 @@ import os
 
 from absl import app, flags, logging
 
-from training import cli
+from difflab.training import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory written by train.py", required=True)
 _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
@@ -57,6 +60,13 @@ _RESAMPLING = flags.DEFINE_enum(
 _ESS = flags.DEFINE_float("ess_threshold", 0.5, "resample when ESS < this fraction of particles")
 _RESAMPLE_EVERY = flags.DEFINE_integer("resample_every", 0, "resample every k steps (0: by ESS)")
 _LABEL = flags.DEFINE_integer("label", None, "the particles' class (conditional runs)")
+_BATCH = flags.DEFINE_integer("batch_size", None, "samples per compiled call (default: all)")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize()")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processes")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index")
+# metrics compare at most this many samples with fresh data (energy distance is quadratic)
+METRIC_ROWS = 10_000
 
 
 def main(argv):
@@ -80,7 +90,7 @@ def setting_name(sampler, steps, eta, cfg_scale, float32, seed, step, steer=None
 
 def steering_setting():
     """The particle-sampling setting of the flags (None without --steer)."""
-    from training.particles import Steering
+    from difflab.training.particles import Steering
 
     if _STEER.value is None:
         return None
@@ -106,15 +116,25 @@ def steering_setting():
 
 
 def sample():
+    import jax
     import numpy as np
 
-    import metrics
-    import samplers
-    from training import particles
-    from training.evaluate import show
-    from training.run import load_config, load_run
-    from training.sampling import check_request, draw
+    from difflab import metrics, samplers
+    from difflab.training import particles, shards
+    from difflab.training.evaluate import show
+    from difflab.training.run import load_config, load_run
+    from difflab.training.sampling import (
+        check_batch_size,
+        check_request,
+        draw,
+        draw_chunks,
+        merged_info,
+    )
 
+    if _DISTRIBUTED.value or _NUM_PROCESSES.value:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    lead = jax.process_index() == 0
     config, step = load_config(_WORKDIR.value, _STEP.value)
     steer = steering_setting()
     cfg = None if steer is not None and steer.method == "cfg" else _CFG.value
@@ -123,6 +143,7 @@ def sample():
     )
     if steer is not None:
         particles.check(config, steer, sampler, _ETA.value, len(_EXPERTS.value))
+    rows = check_batch_size(_BATCH.value, num, steer)
     eta = samplers.effective_eta(sampler, _ETA.value)
     name = setting_name(sampler, steps, eta, cfg, _FLOAT32.value, _SEED.value, step, steer)
     out = _OUT.value or os.path.join(_WORKDIR.value, "samples", name)
@@ -132,20 +153,29 @@ def sample():
     labels = metrics.sampling_labels(run.components.dataset, num, _SEED.value)
     if not run.components.num_classes:
         labels = None
-    x, info = draw(
-        run.components,
-        run.params,
-        sampler,
-        steps,
-        num,
-        _SEED.value,
-        labels,
-        _ETA.value,
-        float64=not _FLOAT32.value,
-        cfg_scale=cfg,
-        steer=steer,
-        experts=[(e.components, e.params) for e in experts],
-    )
+    setting = dict(run=run.config.name, checkpoint=run.step, sampler=sampler, steps=steps)
+    setting |= dict(eta=eta, cfg_scale=cfg, float32=_FLOAT32.value, seed=_SEED.value, num=num)
+    common = (run.components, run.params, sampler, steps, num, _SEED.value)
+    settings = dict(labels=labels, eta=_ETA.value, float64=not _FLOAT32.value, cfg_scale=cfg)
+    if steer is None:  # streamed to shards; a rerun draws only the missing ones
+        folder = os.path.join(out, "shards")
+        if lead:
+            shards.check_setting(folder, setting)
+        todo = shards.missing(folder, num, rows)
+        settings |= dict(batch_size=rows, ranges=todo, devices=jax.devices(), progress=lead)
+        chunks = draw_chunks(*common, **settings)
+        for start, stop, x, info in chunks:
+            if lead:
+                shards.write(folder, start, stop, x, info)
+        if not lead:
+            return
+        x, per_sample = shards.read(folder, num)
+        info = merged_info([per_sample])
+    else:
+        experts = [(e.components, e.params) for e in experts]
+        x, info = draw(*common, **settings, steer=steer, experts=experts, devices=jax.devices())
+        if not lead:
+            return
     os.makedirs(out, exist_ok=True)
     np.savez(os.path.join(out, "samples.npz"), x=x)
     title = f"{run.config.name} step {run.step}: {sampler}, {steps} steps"
@@ -162,9 +192,11 @@ def sample():
         "steps": steps,
         "seed": _SEED.value,
         "num_samples": len(x),
+        "batch_size": rows,
+        "devices": jax.device_count(),
         "nfe": float(info["nfe"]),
         "denoiser_calls": float(info["denoiser_calls"]),
-        **metrics.report(x, run.components.dataset, n=len(x), seed=_SEED.value),
+        **metrics.report(x, run.components.dataset, n=min(len(x), METRIC_ROWS), seed=_SEED.value),
     }
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2)

@@ -11,7 +11,7 @@ import os
 
 from absl import app, flags, logging
 
-from training import cli
+from difflab.training import cli
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = cli.define_config(os.path.join(ROOT, "configs", "flow_checkerboard.py"))
@@ -41,7 +41,7 @@ def run(config):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
 
-    from training.loop import train
+    from difflab.training.loop import train
 
     workdir = _WORKDIR.value or config.workdir or os.path.join("runs", config.name)
     train(config, workdir, stop_after=_STOP_AFTER.value)

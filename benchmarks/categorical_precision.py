@@ -10,10 +10,7 @@ N K e^-d / (1 + K e^-d). Writes categorical_precision_<platform>.json.
 
 import math
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
@@ -29,8 +26,8 @@ def main(argv):
     import jax
     import jax.numpy as jnp
 
-    from benchmarks.common import write_result
-    from models.categorical import categorical
+    from difflab.benchmarks.common import write_result
+    from difflab.models.categorical import categorical
 
     k_rare, chunk = _RARE.value, _CHUNK.value
     calls = max(1, round(_DRAWS.value / (chunk * (k_rare + 1))))

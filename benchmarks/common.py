@@ -40,8 +40,8 @@ def scored_digits(comp, params, sampler: str, steps: int, n: int, labels, ref, d
     data-vs-data value, and the wall time of the draw (compile included)."""
     import time
 
-    from metrics import frechet
-    from training.sampling import draw
+    from difflab.metrics import frechet
+    from difflab.training.sampling import draw
 
     t0 = time.perf_counter()
     x, info = draw(comp, params, sampler, steps, n, seed=1, labels=labels)

@@ -13,10 +13,7 @@ fraction of each model against the data) under benchmarks/results/.
 
 import json
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
@@ -55,11 +52,11 @@ def main(argv):
     del argv
     import numpy as np
 
-    import metrics
-    from benchmarks.common import write_result
-    from metrics.counts import KEYS
-    from training import plots
-    from training.run import load_run
+    from difflab import metrics
+    from difflab.benchmarks.common import write_result
+    from difflab.metrics.counts import KEYS
+    from difflab.training import plots
+    from difflab.training.run import load_run
 
     out = _OUT.value or os.path.join(os.path.dirname(__file__), "results")
     kept = {}

@@ -10,9 +10,6 @@ transported cells in the first two principal axes of log1p counts, with 40 traje
 """
 
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
@@ -31,11 +28,11 @@ def main(argv):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    import samplers
-    from benchmarks.common import write_result
-    from metrics.counts import KEYS, count_report
-    from samplers import discrete, solvers
-    from training.run import load_run
+    from difflab import samplers
+    from difflab.benchmarks.common import write_result
+    from difflab.metrics.counts import KEYS, count_report
+    from difflab.samplers import discrete, solvers
+    from difflab.training.run import load_run
 
     run = load_run(_WORKDIR.value)
     process, dataset = run.process, run.components.dataset

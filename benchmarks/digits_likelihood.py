@@ -9,10 +9,7 @@ unconditional (the null label, trained by label dropout).
 """
 
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -30,10 +27,10 @@ def main(argv):
     import jax.numpy as jnp
     import numpy as np
 
-    import data
-    from benchmarks.common import write_result
-    from metrics import likelihood
-    from training.run import load_run
+    from difflab import data
+    from difflab.benchmarks.common import write_result
+    from difflab.metrics import likelihood
+    from difflab.training.run import load_run
 
     run = load_run(_WORKDIR.value)
     held_out = data.digits(0, "test")

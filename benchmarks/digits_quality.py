@@ -9,9 +9,6 @@ and the wall time, in benchmarks/results/<config>_quality.json, with a figure of
 """
 
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -24,7 +21,7 @@ def feature_trace(params, x):
     """tr Cov of classifier features: diversity (a collapsed model has a small trace)."""
     import numpy as np
 
-    from metrics import frechet
+    from difflab.metrics import frechet
 
     return float(np.trace(np.cov(np.asarray(frechet.features(params, x)), rowvar=False)))
 
@@ -51,12 +48,12 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     import numpy as np
 
-    import metrics
-    from benchmarks.common import scored_digits, write_result
-    from metrics import frechet
-    from training import plots
-    from training.logging import read_jsonl
-    from training.run import load_run
+    from difflab import metrics
+    from difflab.benchmarks.common import scored_digits, write_result
+    from difflab.metrics import frechet
+    from difflab.training import plots
+    from difflab.training.logging import read_jsonl
+    from difflab.training.run import load_run
 
     run = load_run(_WORKDIR.value)
     comp, n = run.components, _NUM.value
@@ -65,7 +62,7 @@ def main(argv):
     # class mix of the samples = that of the data half ref[n:2n] (a fair data-vs-data reference)
     labels = metrics.sampling_labels(comp.dataset, n, 0)
     params = frechet.classifier()[0]
-    import data
+    from difflab import data
 
     held_out = data.digits(0, "test").x
     train_x = comp.dataset.x

@@ -10,9 +10,6 @@ and few_step_quality.png (one row of sample grids per model and step count).
 """
 
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -34,11 +31,11 @@ def main(argv):
     import jax
     import numpy as np
 
-    import metrics
-    from benchmarks.common import scored_digits, write_result
-    from metrics import frechet
-    from training import plots
-    from training.run import load_run
+    from difflab import metrics
+    from difflab.benchmarks.common import scored_digits, write_result
+    from difflab.metrics import frechet
+    from difflab.training import plots
+    from difflab.training.run import load_run
 
     n = _NUM.value
     rows, grids, data_fd = [], [], None

@@ -15,10 +15,7 @@ Writes <config>_quality.json with:
 
 import math
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -43,8 +40,8 @@ def heldout(run, n: int, num_t: int) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    import data
-    from metrics.tokens import NGram
+    from difflab import data
+    from difflab.metrics.tokens import NGram
 
     dc = run.config.data.copy_and_resolve_references()
     dc.unlock()
@@ -90,10 +87,10 @@ def heldout(run, n: int, num_t: int) -> dict:
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    import metrics
-    from benchmarks.common import write_result
-    from training.loop import train
-    from training.run import load_run
+    from difflab import metrics
+    from difflab.benchmarks.common import write_result
+    from difflab.training.loop import train
+    from difflab.training.run import load_run
 
     result = {}
     workdir = _WORKDIR.value

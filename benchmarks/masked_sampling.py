@@ -10,10 +10,7 @@ masked_sampling_<platform>.json with the wall time and the number of network cal
 """
 
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
@@ -30,10 +27,9 @@ def main(argv):
     import jax
     import ml_collections
 
-    import models
-    import samplers
-    from benchmarks.common import write_result
-    from models import masked, nets
+    from difflab import models, samplers
+    from difflab.benchmarks.common import write_result
+    from difflab.models import masked, nets
 
     mc = ml_collections.ConfigDict(
         {

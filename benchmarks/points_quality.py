@@ -10,11 +10,8 @@ samples against fresh data, next to the same statistics between two independent 
 
 import os
 import shutil
-import sys
 import tempfile
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -32,11 +29,11 @@ _OUT = flags.DEFINE_string("out", None, "result directory (default benchmarks/re
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    import metrics
-    from benchmarks.common import write_result
-    from training.loop import train
-    from training.run import load_run
-    from training.sampling import draw
+    from difflab import metrics
+    from difflab.benchmarks.common import write_result
+    from difflab.training.loop import train
+    from difflab.training.run import load_run
+    from difflab.training.sampling import draw
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="points_quality_")

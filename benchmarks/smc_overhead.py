@@ -13,11 +13,7 @@ predictions and memory), best of 50 calls. Overhead share = t_particles / (t_ste
 t_particles). Writes smc_overhead_<platform>.json.
 """
 
-import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
@@ -46,8 +42,8 @@ def particle_step(comp, reward, shape, cond):
     import jax
     import jax.numpy as jnp
 
-    from samplers import resampling, steering
-    from samplers.solvers import Bound
+    from difflab.samplers import resampling, steering
+    from difflab.samplers.solvers import Bound
 
     model = Bound(comp.denoiser(comp.init_params), comp.process, cond)
     potential = steering.reward_potential(reward, 1.0)
@@ -75,11 +71,11 @@ def main(argv):
     import jax
     import jax.numpy as jnp
 
-    import samplers
-    from benchmarks.common import write_result
-    from samplers import smc, steering
-    from training import rewards
-    from training.components import build
+    from difflab import samplers
+    from difflab.benchmarks.common import write_result
+    from difflab.samplers import smc, steering
+    from difflab.training import rewards
+    from difflab.training.components import build
 
     config = importlib.import_module(f"configs.{_CONFIG.value}").get_config()
     comp = build(config)

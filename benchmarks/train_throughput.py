@@ -7,11 +7,7 @@ Runs the exact step train.py runs (same data, mesh, optimizer, steps_per_call) w
 checkpoints or evaluation, and writes train_throughput_<config>_<platform>.json.
 """
 
-import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
@@ -27,13 +23,13 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     import jax
 
-    from benchmarks.common import write_result
-    from training import config_checks
-    from training import mesh as mesh_lib
-    from training.components import build
-    from training.loop import local_batches
-    from training.state import init_state, make_optimizer
-    from training.step import compile_step, train_step
+    from difflab.benchmarks.common import write_result
+    from difflab.training import config_checks
+    from difflab.training import mesh as mesh_lib
+    from difflab.training.components import build
+    from difflab.training.loop import local_batches
+    from difflab.training.state import init_state, make_optimizer
+    from difflab.training.step import compile_step, train_step
 
     config = _CONFIG.value
     tc = config.train

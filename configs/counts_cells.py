@@ -1,7 +1,7 @@
 """Count flow matching on simulated scRNA-seq counts (100 genes, 5 cell types, counts into the
 hundreds): the default experiment of the counts family (MATH.md §4)."""
 
-from configs.common import base, counts_process
+from difflab.configs.common import base, counts_process
 
 
 def get_config():

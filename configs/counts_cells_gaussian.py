@@ -2,7 +2,7 @@
 y = log1p(x + u), u ~ U[0, 1), decoded by floor(expm1(y)) (negatives to 0). A residual MLP of
 width 256, about 3x the parameters of the count net of counts_cells."""
 
-from configs.common import base, flow_process
+from difflab.configs.common import base, flow_process
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """Baseline for counts_cells: masked diffusion on counts capped at 63 (64 tokens per gene, one
 sequence position per gene); the share of data counts above the cap is lost to this view."""
 
-from configs.common import base, masked_process
+from difflab.configs.common import base, masked_process
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """Count flow matching on the 8x8 digits read as 64 pixel counts 0..16, class-conditional (labels
 dropped 10% of the time for classifier-free guidance in log-rate space)."""
 
-from configs.common import base, counts_process
+from difflab.configs.common import base, counts_process
 
 
 def get_config():

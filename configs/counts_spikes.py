@@ -1,7 +1,7 @@
 """Count flow matching on simulated neural spike counts: 24 neurons x 16 time bins of a population
 driven by 2-D latent rotational dynamics (384 counts per trial)."""
 
-from configs.common import base, counts_process
+from difflab.configs.common import base, counts_process
 
 
 def get_config():

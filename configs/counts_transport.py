@@ -2,7 +2,7 @@
 population (not a noise law), the target the 'aged' tissue (shifted programs, smaller
 libraries); pairs are coupled by exact minibatch OT on the L1 cost."""
 
-from configs.common import base, counts_process
+from difflab.configs.common import base, counts_process
 
 
 def get_config():

@@ -1,8 +1,8 @@
 """VP diffusion (cosine log-SNR, v-prediction) on the checkerboard: flow_checkerboard's data,
 network and optimiser with the diffusion process, so the two families compare directly."""
 
-from configs import flow_checkerboard
-from configs.common import diffusion_process
+from difflab.configs import flow_checkerboard
+from difflab.configs.common import diffusion_process
 
 
 def get_config():

@@ -1,8 +1,8 @@
 """Class-conditional VP diffusion on 8x8 digits: flow_digits's U-Net, data and optimiser with the
 diffusion process (v-prediction, label dropout 0.1)."""
 
-from configs import flow_digits
-from configs.common import diffusion_process
+from difflab.configs import flow_digits
+from difflab.configs.common import diffusion_process
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """Class-conditional VP diffusion on 8x8 digits with a DiT (patch 2, adaLN-zero), v-prediction."""
 
-from configs import diffusion_digits
+from difflab.configs import diffusion_digits
 
 
 def get_config():

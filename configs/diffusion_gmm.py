@@ -1,7 +1,7 @@
 """VP diffusion on the 8-component 2-D Gaussian mixture: flow_gmm with the diffusion process."""
 
-from configs import flow_gmm
-from configs.common import diffusion_process
+from difflab.configs import flow_gmm
+from difflab.configs.common import diffusion_process
 
 
 def get_config():

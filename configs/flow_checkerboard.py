@@ -1,6 +1,6 @@
 """Flow matching (linear path) on the 2-D checkerboard with a residual MLP: the default run."""
 
-from configs.common import base
+from difflab.configs.common import base
 
 
 def get_config():

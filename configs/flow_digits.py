@@ -1,6 +1,6 @@
 """Class-conditional flow matching on scikit-learn's 8x8 digits with a small U-Net."""
 
-from configs.common import base
+from difflab.configs.common import base
 
 
 def get_config():

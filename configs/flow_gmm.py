@@ -1,6 +1,6 @@
 """Flow matching on the 8-component 2-D Gaussian mixture (MATH.md §8.2) with a residual MLP."""
 
-from configs.common import base
+from difflab.configs.common import base
 
 
 def get_config():

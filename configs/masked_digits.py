@@ -1,6 +1,6 @@
 """Class-conditional masked diffusion on the digits as 64 pixel tokens with 17 levels."""
 
-from configs.common import base, masked_process
+from difflab.configs.common import base, masked_process
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """Masked diffusion on a Markov-chain source with a known law (8 tokens, length 32): samples are
 scored by their exact NLL under the chain against its entropy."""
 
-from configs.common import base, masked_process
+from difflab.configs.common import base, masked_process
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """Character-level masked diffusion on CPython's bundled pydoc text (the masked family default)."""
 
-from configs.common import base, masked_process
+from difflab.configs.common import base, masked_process
 
 
 def get_config():

@@ -2,7 +2,7 @@
 u(z, t, h) trained through the MeanFlow identity (one jax.jvp per step); samples in 1 or 2 steps
 (`--sampler few_step --steps 1`)."""
 
-from configs.common import base, meanflow_process
+from difflab.configs.common import base, meanflow_process
 
 
 def get_config():

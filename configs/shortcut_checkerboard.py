@@ -1,6 +1,6 @@
 """Shortcut model on the 2-D checkerboard with a residual MLP (MATH.md §5.1)."""
 
-from configs.common import base, shortcut_process
+from difflab.configs.common import base, shortcut_process
 
 
 def get_config():

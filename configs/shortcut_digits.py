@@ -1,7 +1,7 @@
 """Class-conditional shortcut model on 8x8 digits with a DiT (MATH.md §5.1): one network samples
 in 1, 2, 4, ..., 128 steps (`--sampler few_step --steps K`)."""
 
-from configs.common import base, shortcut_process
+from difflab.configs.common import base, shortcut_process
 
 
 def get_config():

@@ -3,7 +3,7 @@
 images: --config.data.name=image_folder --config.data.path=DIR (sub-folders = classes) or an .npz
 (--config.data.name=npz); nothing is downloaded."""
 
-from configs.common import base, shortcut_process
+from difflab.configs.common import base, shortcut_process
 
 
 def get_config():

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data import counts, files, markov, tokens, toy
-from data.validate import check_counts, check_finite, check_labels, check_rank
+from difflab.data import counts, files, markov, tokens, toy
+from difflab.data.validate import check_counts, check_finite, check_labels, check_rank
 
 REFERENCE_CHUNK = 1024  # rows per compiled reference draw
 

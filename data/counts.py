@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from data.coupling import OT_COSTS, ot_permutation
+from difflab.data.coupling import OT_COSTS, ot_permutation
 
 # -- scRNA-seq-like cells: a negative-binomial mixture of cell types with gene programs ----------
 

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from data.validate import check_finite, check_labels, check_range, check_rank
+from difflab.data.validate import check_finite, check_labels, check_range, check_rank
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 

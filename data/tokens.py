@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from data.validate import check_tokens
+from difflab.data.validate import check_tokens
 
 TEXT_MODES = ("chars", "bytes")
 
@@ -99,7 +99,7 @@ def text(
 ) -> TokenWindows:
     """Character- (or byte-) level windows of the pydoc text or of the UTF-8 file at `path`."""
     if path:
-        from data.files import read_text
+        from difflab.data.files import read_text
 
         body = read_text(path)
     else:

@@ -3,7 +3,7 @@ likelihoods and n-grams, and count statistics."""
 
 import numpy as np
 
-from metrics import counts, distances, frechet, tokens
+from difflab.metrics import counts, distances, frechet, tokens
 
 
 def sampling_labels(dataset, n: int, seed: int = 0):
@@ -25,7 +25,7 @@ def report(samples, dataset, n: int = 2000, seed: int = 0) -> dict:
     if dataset.name == "digits":
         return frechet.digits_report(samples, dataset, n, seed)
     if dataset.name == "digits_tokens":
-        from data.tokens import tokens_to_digits
+        from difflab.data.tokens import tokens_to_digits
 
         return frechet.digits_report(samples, dataset, n, seed, tokens_to_digits)
     if getattr(dataset, "law", None) is not None:

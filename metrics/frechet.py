@@ -41,7 +41,7 @@ def logits(params, x) -> jax.Array:
 
 def train_classifier(seed: int = 0):
     """Full-batch AdamW on the 90% digits train split; returns (params, held-out accuracy)."""
-    import data
+    from difflab import data
 
     train, test = data.digits(0, "train"), data.digits(0, "test")
     params = _init(jax.random.key(seed))

@@ -13,7 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from samplers.solvers import Bound, solve_ode
+from difflab.samplers.solvers import Bound, solve_ode
 
 
 def exact_divergence(velocity, x, t, cond=None):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import ndtr
 
-from models.common import time_derivative
+from difflab.models.common import time_derivative
 
 
 def _components(gmm, path, t):

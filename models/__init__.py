@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from models import continuous, counts, flow, masked, shortcut
+from difflab.models import continuous, counts, flow, masked, shortcut
 
 
 def split(net: nnx.Module):

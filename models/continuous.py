@@ -14,8 +14,14 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from models.common import antithetic_times, conditioning, expand, invert_decreasing, time_derivative
-from models.gaussian import GaussianPath
+from difflab.models.common import (
+    antithetic_times,
+    conditioning,
+    expand,
+    invert_decreasing,
+    time_derivative,
+)
+from difflab.models.gaussian import GaussianPath
 
 # -- schedules --------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
 
-from models.common import antithetic_times, conditioning, expand
+from difflab.models.common import antithetic_times, conditioning, expand
 
 NEG = -1e9  # log of a zero rate: finite, so that bfloat16 and differences stay defined
 

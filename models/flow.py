@@ -14,14 +14,14 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from models.common import (
+from difflab.models.common import (
     antithetic_times,
     conditioning,
     expand,
     logit_normal_times,
     time_derivative,
 )
-from models.gaussian import GaussianPath
+from difflab.models.gaussian import GaussianPath
 
 Schedule = Callable[[jax.Array], jax.Array]
 

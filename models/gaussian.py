@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from models.common import expand, time_derivative
+from difflab.models.common import expand, time_derivative
 
 
 class GaussianPath:

@@ -15,8 +15,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from models.categorical import categorical
-from models.common import antithetic_times, conditioning, invert_decreasing, time_derivative
+from difflab.models.categorical import categorical
+from difflab.models.common import antithetic_times, conditioning, invert_decreasing, time_derivative
 
 # A large negative *finite* log-probability for impossible tokens (-inf breaks bfloat16 math).
 NEG = -1e9

@@ -18,9 +18,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from models.common import conditioning, expand
-from models.flow import FlowMatching
-from models.mixing import classifier_free  # the bootstrap targets may be guided
+from difflab.models.common import conditioning, expand
+from difflab.models.flow import FlowMatching
+from difflab.models.mixing import classifier_free  # the bootstrap targets may be guided
 
 
 def per_example_sq(err):

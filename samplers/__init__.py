@@ -8,7 +8,7 @@ Gaussian families (flow, diffusion) share `solvers`; masked diffusion and count 
 
 import functools
 
-from samplers import discrete, few_step, solvers
+from difflab.samplers import discrete, few_step, solvers
 
 # Samplers of the Gaussian families (flow matching and diffusion share all of them: flows
 # expose score and x0/eps through velocity conversions, diffusion exposes a velocity).

@@ -24,9 +24,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from models.categorical import categorical
-from models.counts import NEG
-from samplers.solvers import Bound, Step, make_sampler, scan_grid
+from difflab.models.categorical import categorical
+from difflab.models.counts import NEG
+from difflab.samplers.solvers import Bound, Step, make_sampler, scan_grid
 
 
 def log_probs(model: Bound, z, t):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from samplers.solvers import Step, make_sampler
+from difflab.samplers.solvers import Step, make_sampler
 
 
 def flow_map_move(key, model, x, t, s):

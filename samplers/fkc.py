@@ -26,9 +26,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from models.mixing import conditional_and_null
-from samplers.smc import Potential, smc
-from samplers.solvers import Bound, Step, em_move
+from difflab.models.mixing import conditional_and_null
+from difflab.samplers.smc import Potential, smc
+from difflab.samplers.solvers import Bound, Step, em_move
 
 
 def experts(*denoisers):

@@ -7,6 +7,6 @@ unconditional predictions linearly in one batched network call; the mixing lives
 
 from __future__ import annotations
 
-from models.mixing import classifier_free, network_passes
+from difflab.models.mixing import classifier_free, network_passes
 
 __all__ = ["classifier_free", "network_passes"]

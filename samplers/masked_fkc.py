@@ -21,9 +21,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from samplers.discrete import ancestral_step
-from samplers.smc import Potential, smc
-from samplers.solvers import Step
+from difflab.samplers.discrete import ancestral_step
+from difflab.samplers.smc import Potential, smc
+from difflab.samplers.solvers import Step
 
 
 def mixed_log_probs(model, pred, z, betas):

@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
-from samplers import resampling
-from samplers.solvers import Bound, Step
+from difflab.samplers import resampling
+from difflab.samplers.solvers import Bound, Step
 
 OUTPUTS = ("resample", "weighted")
 

@@ -18,7 +18,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 
-from models.common import invert_decreasing
+from difflab.models.common import invert_decreasing
 
 # -- time grids (walked from t_max down to t_min) ----------------------------------------------
 

@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models.categorical import categorical
-from samplers.smc import Potential
+from difflab.models.categorical import categorical
+from difflab.samplers.smc import Potential
 
 POTENTIALS = ("diff", "max", "add", "rt")
 

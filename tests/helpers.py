@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from configs import flow_gmm
+from difflab.configs import flow_gmm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,4 +81,17 @@ def run_script(script, args, env_extra=None, timeout=600):
         capture_output=True,
         text=True,
         timeout=timeout,
+    )
+
+
+def start_sample(args):
+    """`python sample.py <args>` started in its own process group (to be killed), output
+    discarded."""
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "sample.py"), *args],
+        cwd=ROOT,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from models import categorical as cat
+from difflab.models import categorical as cat
 
 
 def test_m5a_uniforms_have_float64_resolution():

@@ -3,13 +3,15 @@
 import json
 import os
 import re
+import signal
+import time
 
 import numpy as np
 import pytest
 
-from tests.helpers import run_sample, run_train
-from training.run import load_config, load_run
-from training.sampling import check_request
+from difflab.training.run import load_config, load_run
+from difflab.training.sampling import check_request
+from tests.helpers import run_sample, run_train, start_sample
 
 
 @pytest.mark.slow
@@ -37,20 +39,21 @@ def test_train_then_sample(tmp_path):
     assert {"loss", "grad_norm", "lr", "steps_per_sec"} <= set(records[0])
     assert any("sliced_wasserstein_data" in r for r in records)
 
-    s = run_sample(
-        [
-            f"--workdir={work}",
-            "--num_samples=300",
-            "--sampler=euler",
-            "--steps=20",
-        ]
-    )
-    assert s.returncode == 0, s.stderr[-3000:]
+    # sample.py killed with SIGKILL mid-way, then run again: it draws only the missing shards,
+    # and the whole set equals the samples drawn in one piece in-process
+    args = [f"--workdir={work}", "--num_samples=3000", "--batch_size=5", "--sampler=euler"]
     out = work / "samples" / "euler_20steps_seed0_ckpt100"
+    killed = kill_when(start_sample([*args, "--steps=20"]), lambda: len(shard_files(out)) >= 20)
+    assert killed and 20 <= len(shard_files(out)) < 600 and not (out / "samples.npz").exists()
+    s = run_sample([*args, "--steps=20"])
+    assert s.returncode == 0, s.stderr[-3000:]
     x = np.load(out / "samples.npz")["x"]
-    assert x.shape == (300, 2) and np.isfinite(x).all()
+    whole, _ = load_run(str(work)).sample("euler", steps=20, num=3000)
+    assert x.shape == (3000, 2) and np.isfinite(x).all()
+    np.testing.assert_allclose(x, whole, rtol=0, atol=1e-4)
     assert (out / "samples.png").exists()
-    assert json.load(open(out / "metrics.json"))["nfe"] == 20
+    result = json.load(open(out / "metrics.json"))
+    assert result["nfe"] == 20 and result["batch_size"] == 5
     # another setting writes its own folder and records the effective eta; FK steering as well
     steer = ["--steer=reward", "--reward=target", "--reward_arg=1,-1", "--reward_scale=2"]
     s = run_sample([f"--workdir={work}", "--num_samples=50", "--sampler=em", "--steps=10", *steer])
@@ -82,6 +85,23 @@ def test_train_then_sample(tmp_path):
     assert samples.shape == (64, 2) and int(info["nfe"]) == 10
     u = run.denoiser(samples, np.full(64, 0.5, np.float32), None)
     assert u.shape == (64, 2)
+
+
+def shard_files(out) -> list:
+    return [n for n in os.listdir(out / "shards") if n.endswith(".npz")] if out.exists() else []
+
+
+def kill_when(proc, ready, timeout=300) -> bool:
+    """SIGKILL proc once ready() holds; False if it ended first."""
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if ready():
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.01)
+    proc.kill()
+    return False
 
 
 def one_line_error(stderr: str, message: str) -> bool:

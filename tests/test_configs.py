@@ -11,8 +11,8 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
+from difflab.training import config_checks
 from tests.helpers import ROOT, tiny_config
-from training import config_checks
 
 CONFIGS = sorted(
     p
@@ -125,7 +125,7 @@ def test_every_config_trains_and_evaluates(path, tmp_path):
     once crashed there: its 1617 training rows could not give 2 x 1000 reference rows)."""
     from PIL import Image
 
-    from training.loop import train
+    from difflab.training.loop import train
 
     c = shrunk(path)
     if c.data.name == "image_folder":  # configs for the user's own images: a tiny folder

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import samplers
-from data import toy
-from metrics import oracles
-from models import common, continuous, flow
-from samplers import solvers
+from difflab import samplers
+from difflab.data import toy
+from difflab.metrics import oracles
+from difflab.models import common, continuous, flow
+from difflab.samplers import solvers
 from tests.test_solvers_oracle import ks_statistic, mode_weights
 
 SCHEDULES = {

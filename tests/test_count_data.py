@@ -6,13 +6,13 @@ import itertools
 import numpy as np
 import pytest
 
-import data
-from configs.common import counts_process
-from data.counts import CountView, PairedSource, array_draw
-from data.coupling import cost_matrix, ot_permutation
-from metrics import counts as count_metrics
+from difflab import data
+from difflab.configs.common import counts_process
+from difflab.data.counts import CountView, PairedSource, array_draw
+from difflab.data.coupling import cost_matrix, ot_permutation
+from difflab.metrics import counts as count_metrics
+from difflab.training.components import build
 from tests.helpers import tiny_config
-from training.components import build
 
 
 def data_config(**kw):

@@ -7,11 +7,11 @@ import optax
 import pytest
 from flax import nnx
 
-import models
-from configs import counts_cells
-from models.counts import CountFlow
-from models.nets.counts import CountNet
-from training.loop import train
+from difflab import models
+from difflab.configs import counts_cells
+from difflab.models.counts import CountFlow
+from difflab.models.nets.counts import CountNet
+from difflab.training.loop import train
 
 W = jnp.array([1.0, 2.0, 0.5])
 R, BETA = 2.0, 0.5

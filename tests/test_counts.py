@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from models.counts import NEG, CountFlow, bridge, conditional_rates
-from samplers import discrete, solvers
+from difflab.models.counts import NEG, CountFlow, bridge, conditional_rates
+from difflab.samplers import discrete, solvers
 
 
 def log_rate_pred(log_birth, log_death):

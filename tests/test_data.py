@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import data
-from data import files
+from difflab import data
+from difflab.data import files
 
 
 def cfg(**kw):
@@ -53,7 +53,7 @@ def test_digits_range_labels_and_epochs():
 
 
 def test_gmm_parameters_exposed():
-    from data import toy
+    from difflab.data import toy
 
     assert toy.GMM.means.shape == (8, 2)
     np.testing.assert_allclose(np.linalg.norm(toy.GMM.means, axis=1), 4.0)

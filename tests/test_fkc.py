@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data import toy
-from metrics import oracles
-from models import continuous
-from samplers import fkc, solvers
+from difflab.data import toy
+from difflab.metrics import oracles
+from difflab.models import continuous
+from difflab.samplers import fkc, solvers
 
 VP = continuous.GaussianDiffusion(continuous.linear_beta(), "eps")
 GRID = solvers.uniform_grid(500, 1.0, VP.t_min)

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data import toy
-from metrics import oracles
-from models import common, flow
+from difflab.data import toy
+from difflab.metrics import oracles
+from difflab.models import common, flow
 
 PATHS = {"linear": flow.linear_path(), "cosine": flow.cosine_path()}
 

@@ -12,11 +12,11 @@ import jax
 import numpy as np
 import pytest
 
-import samplers
-from data import toy
-from metrics import oracles
-from models import continuous, flow
-from samplers import solvers
+from difflab import samplers
+from difflab.data import toy
+from difflab.metrics import oracles
+from difflab.models import continuous, flow
+from difflab.samplers import solvers
 
 GMM1 = toy.standard_mixture_1d()
 N = 20_000

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from samplers.guidance import classifier_free, network_passes
+from difflab.samplers.guidance import classifier_free, network_passes
+from difflab.training.components import build
+from difflab.training.sampling import draw
 from tests.helpers import tiny_config
-from training.components import build
-from training.sampling import draw
 
 
 def test_guidance_is_one_call_on_the_doubled_batch():

@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import pytest
 
+from difflab.training.run import load_state
 from tests.helpers import ROOT, overrides, subprocess_env, tiny_config
-from training.run import load_state
 
 STEPS = 200  # ~2 s of training on CPU: kills land before, during and between saves
 ENV = subprocess_env(

@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data import toy
-from metrics import likelihood, oracles
-from models import continuous, flow
+from difflab.data import toy
+from difflab.metrics import likelihood, oracles
+from difflab.models import continuous, flow
 
 GMM1 = toy.standard_mixture_1d()
 GMM2 = toy.GMM

@@ -10,9 +10,9 @@ import pytest
 from scipy import stats
 from scipy.special import beta as beta_fn
 
-from data.markov import toy_chain
-from models import masked
-from samplers import discrete, solvers
+from difflab.data.markov import toy_chain
+from difflab.models import masked
+from difflab.samplers import discrete, solvers
 
 CHAIN = toy_chain()
 V, L, MASK = 3, 4, 3
@@ -210,7 +210,7 @@ def test_m4_decoupled_step_equals_joint_categorical():
     lp = process.log_probs(DENOISER(z, 1.0), z)
     dec = np.asarray(jax.jit(lambda k: process.posterior(k, z, 1.0, 0.7, lp))(jax.random.key(0)))
     joint_logits = jnp.concatenate([lp + jnp.log(0.3), jnp.full((n, L, 1), jnp.log(0.7))], -1)
-    from models.categorical import categorical
+    from difflab.models.categorical import categorical
 
     joint = np.asarray(jax.jit(lambda k: categorical(k, joint_logits))(jax.random.key(1)))
     p0 = np.exp(np.asarray(lp[0]))

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data.markov import MarkovChain
-from models import masked
-from samplers import fkc, masked_fkc, solvers
+from difflab.data.markov import MarkovChain
+from difflab.models import masked
+from difflab.samplers import fkc, masked_fkc, solvers
 from tests.test_masked import (
     DENOISER,
     MASK,

@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
-from configs import masked_markov
+from difflab.configs import masked_markov
+from difflab.training.evaluate import show
+from difflab.training.loop import train
+from difflab.training.run import load_run
 from tests.helpers import run_sample, run_train
-from training.evaluate import show
-from training.loop import train
-from training.run import load_run
 
 
 @pytest.mark.slow

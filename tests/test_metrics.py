@@ -2,8 +2,8 @@
 
 import numpy as np
 
-import data
-from metrics import distances, frechet
+from difflab import data
+from difflab.metrics import distances, frechet
 
 
 def test_sliced_wasserstein_of_a_shift():

@@ -4,11 +4,11 @@ method builds, counts its network passes, and refuses settings it cannot take, n
 import numpy as np
 import pytest
 
+from difflab.training.components import build
+from difflab.training.particles import Steering
+from difflab.training.sampling import draw
 from tests.helpers import tiny_config
 from tests.test_guidance import conditional_components
-from training.components import build
-from training.particles import Steering
-from training.sampling import draw
 
 REWARD = Steering("reward", reward="target", reward_arg="0.5,0.5", scale=2.0)
 
@@ -77,8 +77,8 @@ def test_named_rewards_score_what_they_name():
     token; total sums counts."""
     import jax.numpy as jnp
 
-    from data import digits
-    from training import rewards
+    from difflab.data import digits
+    from difflab.training import rewards
 
     data = digits(0, "test")
     r = np.asarray(rewards.build("class", "3", data)(jnp.asarray(data.x)))

@@ -11,10 +11,10 @@ import jax
 import numpy as np
 import pytest
 
+from difflab.training import checkpoint, loop
+from difflab.training.loop import train
+from difflab.training.run import load_state
 from tests.helpers import ROOT, subprocess_env, tiny_config
-from training import checkpoint, loop
-from training.loop import train
-from training.run import load_state
 
 
 def poisoned(step_to_poison):

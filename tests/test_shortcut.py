@@ -10,12 +10,12 @@ import optax
 import pytest
 from flax import nnx
 
-import models
-from configs.common import base, shortcut_process
-from models.nets.mlp import MLP
-from models.shortcut import MeanFlow, Shortcut
-from samplers import few_step, grid
-from training import config_checks
+from difflab import models
+from difflab.configs.common import base, shortcut_process
+from difflab.models.nets.mlp import MLP
+from difflab.models.shortcut import MeanFlow, Shortcut
+from difflab.samplers import few_step, grid
+from difflab.training import config_checks
 
 M = jnp.array([1.5, -0.5])  # a diagonal Gaussian N(M, diag(S^2)) in 2-D
 S = jnp.array([0.4, 1.3])
@@ -213,7 +213,7 @@ def test_s3_trained_average_velocity_samples_the_gaussian_in_one_step(objective)
 def test_classifier_free_guidance_endpoints_and_bootstrap_cfg_rows():
     """w = 1 gives the conditional prediction, w = 0 the unconditional one (MATH A10); with
     bootstrap_cfg only the finest-level rows get guided targets."""
-    from samplers.guidance import classifier_free
+    from difflab.samplers.guidance import classifier_free
 
     def net(x, t, cond=None, h=None):
         return x + jnp.where(cond >= 0, cond, 10)[:, None].astype(jnp.float32)
@@ -233,9 +233,9 @@ def test_classifier_free_guidance_endpoints_and_bootstrap_cfg_rows():
 
 
 def test_cfg_scale_on_an_unconditional_run_is_refused():
+    from difflab.training.components import build
+    from difflab.training.sampling import draw
     from tests.helpers import tiny_config
-    from training.components import build
-    from training.sampling import draw
 
     comp = build(tiny_config())
     with pytest.raises(ValueError, match="needs a class-conditional run"):
@@ -247,7 +247,7 @@ def test_every_sampler_queries_only_trained_step_sizes(cls):
     """Through the sampling denoiser that `training.run` builds, each sampler of the family calls
     the network only at steps it was trained on (Shortcut: 1/M and 2^-k; MeanFlow: any h, but
     the ODE samplers must use h = 0, its flow rows); an untrained h gives NaN here."""
-    import samplers
+    from difflab import samplers
 
     process = cls(levels=3) if cls is Shortcut else cls()
     trained = jnp.array(process.step_sizes() if cls is Shortcut else (0.0,))

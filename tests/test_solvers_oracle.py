@@ -11,10 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from data import toy
-from metrics import oracles
-from models import flow
-from samplers import solvers
+from difflab.data import toy
+from difflab.metrics import oracles
+from difflab.models import flow
+from difflab.samplers import solvers
 
 GMM1 = toy.standard_mixture_1d()
 PATH = flow.linear_path()

@@ -4,10 +4,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-import data
-from configs import masked_digits, masked_markov, masked_text
-from data import markov, tokens
-from training import components, evaluate
+from difflab import data
+from difflab.configs import masked_digits, masked_markov, masked_text
+from difflab.data import markov, tokens
+from difflab.training import components, evaluate
 
 
 def data_config(**kw):
@@ -128,7 +128,7 @@ def test_family_must_fit_the_data():
 
 
 def test_ngram_is_normalised_and_learns_a_deterministic_stream():
-    from metrics.tokens import NGram
+    from difflab.metrics.tokens import NGram
 
     stream = np.tile(np.arange(5), 200)
     model = NGram.fit(stream, vocab=6, order=3, k=0.1)
@@ -143,7 +143,7 @@ def test_ngram_is_normalised_and_learns_a_deterministic_stream():
 
 
 def test_digit_token_samples_are_scored_and_shown_as_images(tmp_path):
-    import metrics
+    from difflab import metrics
 
     d = data.build(data_config(name="digits_tokens", seq_len=0))
     real = d.reference(400, seed=3)

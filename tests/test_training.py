@@ -10,10 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from configs.common import diffusion_process
+from difflab.configs.common import diffusion_process
+from difflab.training.loop import train
+from difflab.training.run import load_state
 from tests.helpers import ROOT, overrides, run_train, subprocess_env, tiny_config
-from training.loop import train
-from training.run import load_state
 
 
 def assert_trees_equal(a, b):

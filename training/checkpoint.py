@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from training import mesh as mesh_lib
+from difflab.training import mesh as mesh_lib
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -61,12 +61,14 @@ def restore_state(mgr: ocp.CheckpointManager, step: int, target):
 
 def restore_saved_structure(mgr: ocp.CheckpointManager, step: int) -> dict:
     """The train state at `step` as nested dicts of numpy arrays, in the structure it was saved
-    with (no template: sampling needs only `ema_params`, which is already a plain dict)."""
+    with (no template: sampling needs only `ema_params`, which is already a plain dict). Every
+    array is read onto this process's first device, whatever devices saved it (with several
+    processes the saved device may belong to another one)."""
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    out = mgr.restore(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardRestore(None, fallback_sharding=device)),
-    )
+    saved = ocp.StandardCheckpointHandler().metadata(mgr.directory / str(step) / "state")
+    saved = getattr(saved, "tree", saved)  # a tree-metadata object in newer orbax versions
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), saved)
+    out = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     return jax.tree.map(np.asarray, out["state"])
 
 

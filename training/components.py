@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
-import data
-import models
-import samplers
-from data import counts
-from models import nets
+from difflab import data, models, samplers
+from difflab.data import counts
+from difflab.models import nets
 
 
 @dataclasses.dataclass

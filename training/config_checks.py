@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import samplers
+from difflab import samplers
 
 
 def check(config, device_count: int) -> None:

@@ -14,13 +14,13 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from training import checkpoint, config_checks, plots
-from training import mesh as mesh_lib
-from training.components import build
-from training.evaluate import evaluate
-from training.logging import MetricWriter
-from training.state import init_state, learning_rate, make_optimizer
-from training.step import compile_step, train_step
+from difflab.training import checkpoint, config_checks, plots
+from difflab.training import mesh as mesh_lib
+from difflab.training.components import build
+from difflab.training.evaluate import evaluate
+from difflab.training.logging import MetricWriter
+from difflab.training.state import init_state, learning_rate, make_optimizer
+from difflab.training.step import compile_step, train_step
 
 
 def local_batches(comp, step: int, steps_per_call: int) -> dict:

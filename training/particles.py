@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 
-import samplers
-from samplers import fkc, masked_fkc, smc, steering
-from training import rewards
+from difflab import samplers
+from difflab.samplers import fkc, masked_fkc, smc, steering
+from difflab.training import rewards
 
 METHODS = ("reward", "anneal", "cfg", "product")
 GAUSSIAN = ("flow", "diffusion")

@@ -36,11 +36,11 @@ def target(dataset, arg: str):
 
 
 def digit_class(dataset, arg: str):
-    from metrics import frechet
+    from difflab.metrics import frechet
 
     views = {"digits": lambda x: x, "digits_counts": lambda x: x / 8.0 - 1.0}
     if dataset.name == "digits_tokens":
-        from data.tokens import tokens_to_digits
+        from difflab.data.tokens import tokens_to_digits
 
         views["digits_tokens"] = tokens_to_digits
     if dataset.name not in views:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from training import checkpoint
-from training.components import Components, build
-from training.sampling import draw
+from difflab.training import checkpoint
+from difflab.training.components import Components, build
+from difflab.training.sampling import draw
 
 
 @dataclasses.dataclass
@@ -38,10 +38,20 @@ class Run:
         eta=None,
         float64=True,
         cfg_scale=None,
+        steer=None,
+        experts=(),
+        batch_size=None,
+        devices=None,
+        progress=False,
     ):
+        """(samples, info) as numpy arrays: `training.sampling.draw` with this run's parameters;
+        experts are other `Run`s (products of experts under steer)."""
+        experts = [(e.components, e.params) for e in experts]
         return draw(
-            self.components, self.params, sampler, steps, num, seed, labels, eta, float64, cfg_scale
-        )
+            self.components, self.params, sampler, steps, num, seed, labels=labels, eta=eta,
+            float64=float64, cfg_scale=cfg_scale, steer=steer, experts=experts,
+            batch_size=batch_size, devices=devices, progress=progress,
+        )  # fmt: skip
 
 
 def open_checkpoint(workdir: str, step: int | None = None):
@@ -88,3 +98,34 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     """The config and EMA parameters of the latest (or given) checkpoint in `workdir`."""
     config, comp, state, step = load_state(workdir, step)
     return Run(config, comp, state["ema_params"], step)
+
+
+def load_or_train(config, workdir: str) -> Run:
+    """The run in `workdir`: loaded if it holds a checkpoint (whatever its config), otherwise
+    trained there from `config` first (notebooks: a small model in seconds, or a saved one)."""
+    from difflab.training.loop import train
+
+    if not (
+        os.path.isdir(checkpoint.checkpoint_dir(workdir))
+        and os.listdir(checkpoint.checkpoint_dir(workdir))
+    ):
+        train(config, workdir)
+    return load_run(workdir)
+
+
+def notebook_run(config, quick: bool = False, saved: bool = True) -> Run:
+    """The run a notebook explores: runs/<name> when `python train.py` has made it (and `saved`);
+    otherwise `config` trained into runs/notebooks/<name>_<steps> (kept for the next time), or,
+    with `quick` (the test suite's tiny settings), into a fresh temporary folder."""
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if quick:
+        workdir = tempfile.mkdtemp(prefix=f"{config.name}_")
+    elif saved and os.path.isdir(os.path.join(root, "runs", config.name, "checkpoints")):
+        workdir = os.path.join(root, "runs", config.name)
+    else:
+        workdir = os.path.join(root, "runs", "notebooks", f"{config.name}_{config.train.steps}")
+    run = load_or_train(config, workdir)
+    print(f"{run.config.name}: step {run.step} of {workdir}")
+    return run

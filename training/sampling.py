@@ -6,14 +6,15 @@ from __future__ import annotations
 import warnings
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+import tqdm
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-import samplers
-from samplers import guidance
-from training import particles, rewards
-from training.components import Components
-from training.mesh import make_mesh
+from difflab import samplers
+from difflab.samplers import guidance, independent
+from difflab.training import particles, rewards
+from difflab.training.components import Components
+from difflab.training.mesh import gather, make_mesh, place
 
 
 def check_guidance_config(config, cfg_scale) -> None:
@@ -63,30 +64,51 @@ def check_experts(comp: Components, experts) -> None:
 
 
 def compiled_sampler(
-    comp: Components, sampler_name, steps, num, eta, float64, cfg_scale, steer=None, experts=()
+    comp: Components,
+    sampler_name,
+    steps,
+    rows,
+    eta,
+    float64,
+    cfg_scale,
+    steer=None,
+    experts=(),
+    mesh: Mesh | None = None,
+    per_sample: bool = True,
 ):
-    """The jitted (key, params, cond, expert_params) -> (x, info) of one sampling setting, built
-    once per setting and kept on the components."""
-    setting = (sampler_name, int(steps), int(num), eta, bool(float64), cfg_scale, steer)
+    """The jitted (key, indices, params, cond, expert_params) -> (x, info) of one sampling setting
+    and `rows` samples, built once per setting and kept on the components. Without `steer` and
+    with per_sample each sample is drawn alone from key fold_in(key, index)
+    (`samplers.independent`) and info has one entry per sample; otherwise the `rows` samples
+    (particles) are one batch drawn from fold_in(key, indices[0]) (steer: from `key`)."""
+    devices = () if mesh is None else tuple(d.id for d in mesh.devices.flat)
+    setting = (sampler_name, int(steps), int(rows), eta, bool(float64), cfg_scale, steer, devices)
+    setting += (per_sample,)
     setting += tuple(id(e) for e, _ in experts)
     cache = comp.compiled
     if setting not in cache:
-        shape = (num, *comp.dataset.shape)
+        shape = (rows, *comp.dataset.shape)
         grid = samplers.grid(sampler_name, comp.process, steps)
+        spread = mesh if mesh is not None and mesh.devices.size > 1 else None
 
-        def run(key, params, cond, expert_params):
+        def run(key, indices, params, cond, expert_params):
             denoiser = comp.denoiser(params)
             if cfg_scale is not None:
                 denoiser = guidance.classifier_free(denoiser, cfg_scale)
             if steer is None:
                 sampler = samplers.get(comp.config.process.family, sampler_name, eta, float64)
+                if per_sample:
+                    keys = independent.sample_keys(key, indices)
+                    sampler = independent.independent(sampler)
+                else:
+                    keys = jax.random.fold_in(key, indices[0])
+                x, info = sampler(keys, denoiser, comp.process, shape, cond, grid)
             else:
                 others = [e.denoiser(p) for (e, _), p in zip(experts, expert_params, strict=True)]
-                mesh = make_mesh() if jax.device_count() > 1 else None
                 sampler, denoiser = particles.sampler_and_denoiser(
-                    comp, steer, sampler_name, eta, float64, denoiser, others, mesh
+                    comp, steer, sampler_name, eta, float64, denoiser, others, spread
                 )
-            x, info = sampler(key, denoiser, comp.process, shape, cond, grid)
+                x, info = sampler(key, denoiser, comp.process, shape, cond, grid)
             # nfe: network passes of the whole batch; denoiser_calls: sampler steps that call it
             passes = guidance.network_passes(denoiser)
             return x, {**info, "nfe": info["nfe"] * passes, "denoiser_calls": info["nfe"]}
@@ -95,7 +117,33 @@ def compiled_sampler(
     return cache[setting]
 
 
-def draw(
+def sampling_mesh(devices=None) -> Mesh:
+    """The 1-D data mesh samples are split over: this process's devices by default (evaluation
+    during training runs on the lead process alone); jax.devices() spans every process."""
+    return make_mesh(jax.local_devices() if devices is None else devices)
+
+
+def chunk_ranges(start: int, stop: int, batch_size: int) -> list[tuple[int, int]]:
+    """[start, stop) in consecutive chunks of at most batch_size samples."""
+    return [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
+
+
+def check_batch_size(batch_size, num: int, steer) -> int:
+    """The samples per compiled call: batch_size (default: all); particle systems need all of
+    their particles in one call."""
+    if batch_size is None:
+        return num
+    if batch_size <= 0:
+        raise ValueError(f"--batch_size={batch_size} must be a positive integer")
+    if steer is not None and batch_size < num:
+        raise ValueError(
+            f"--batch_size={batch_size} would split the {num} particles of --steer="
+            f"{steer.method}: a particle system is drawn as one population (omit --batch_size)"
+        )
+    return min(batch_size, num)
+
+
+def draw_chunks(
     comp: Components,
     params,
     sampler_name: str,
@@ -108,19 +156,31 @@ def draw(
     cfg_scale: float | None = None,
     steer: particles.Steering | None = None,
     experts=(),
+    batch_size: int | None = None,
+    ranges=None,
+    devices=None,
+    progress: bool = False,
+    per_sample: bool = True,
 ):
-    """`num` samples from `params` with the named sampler; labels cycle over the classes.
-    float64=False: float32 categorical draws (discrete families), to measure their bias;
-    cfg_scale: classifier-free guidance weight (conditional runs; 1 = plain conditional);
-    steer: particle sampling (FK steering or Feynman-Kac correctors; `num` particles with the
-    label steer.label), experts: (Components, params) of the other models of a product.
-    info["nfe"] counts network passes (a CFG call is two), info["denoiser_calls"] the calls."""
+    """Yields (start, stop, x, info) for samples [start, stop) of `num`, in chunks of batch_size
+    split over `devices` (default: this process's): sample i depends only on (seed, i), so any
+    batch size, device count or subset of `ranges` gives the same samples. Arguments as `draw`;
+    info has one entry per sample (`samplers.independent.reduce_info`), except under `steer` or
+    per_sample=False."""
     samplers.check(comp.config.process.family, sampler_name, eta, float64)
     check_guidance_config(comp.config, cfg_scale)
+    rows = check_batch_size(batch_size, num, steer)
+    per_sample = per_sample and steer is None
+    if not per_sample and rows < num:
+        raise ValueError(
+            f"batch_size={batch_size} < num={num}: only per-sample randomness (per_sample=True) "
+            f"draws in chunks"
+        )
+    mesh = sampling_mesh(devices)
     if steer is not None:
         particles.check(comp.config, steer, sampler_name, eta, len(experts))
         check_experts(comp, experts)
-        particles.check_particles(num, jax.device_count())
+        particles.check_particles(num, mesh.devices.size)
         if steer.method == "reward":  # its checks against the data, before tracing
             rewards.build(steer.reward, steer.reward_arg, comp.dataset)
         if cfg_scale is not None and steer.method != "reward":
@@ -132,14 +192,51 @@ def draw(
             labels = np.full(num, steer.label)
     if comp.num_classes and labels is None:
         labels = np.arange(num) % comp.num_classes
-    cond = None if labels is None else jnp.asarray(labels, jnp.int32)
-    run = compiled_sampler(comp, sampler_name, steps, num, eta, float64, cfg_scale, steer, experts)
-    x, info = run(jax.random.key(seed), params, cond, tuple(p for _, p in experts))
-    info = jax.tree.map(np.asarray, info)
+    padded = -(-rows // mesh.devices.size) * mesh.devices.size  # whole rows per device
+    run = compiled_sampler(
+        comp, sampler_name, steps, padded, eta, float64, cfg_scale, steer, experts, mesh, per_sample
+    )
+    split, whole = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
+    params, expert_params = place((params, tuple(p for _, p in experts)), whole)
+    key = jax.random.key(seed)
+    ranges = chunk_ranges(0, num, rows) if ranges is None else ranges
+    if any(not 0 <= a < b <= min(a + rows, num) for a, b in ranges):
+        raise ValueError(f"sample ranges {ranges} must lie in [0, {num}), {rows} at most each")
+    for start, stop in tqdm.tqdm(ranges, "sampling", disable=not progress, unit="batch"):
+        indices = np.arange(start, start + padded)  # rows past `stop` pad the last chunk
+        cond = None if labels is None else np.resize(np.asarray(labels)[start:stop], padded)
+        x, info = run(key, place(indices, split), params, place(cond, split), expert_params)
+        x, info = gather((x, info))
+        if per_sample:
+            info = {k: v[: stop - start] for k, v in info.items()}
+        yield start, stop, x[: stop - start], info
+
+
+def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed: int, **kw):
+    """`num` samples from `params` with the named sampler, as `draw_chunks` draws them
+    (keywords: labels, eta, float64, cfg_scale, steer, experts, batch_size, devices, progress,
+    per_sample), joined: (x, info) as numpy arrays. Labels cycle over the classes.
+    float64=False: float32 categorical draws (discrete families), to measure their bias;
+    cfg_scale: classifier-free guidance weight (conditional runs; 1 = plain conditional);
+    steer: particle sampling (FK steering or Feynman-Kac correctors; `num` particles with the
+    label steer.label), experts: (Components, params) of the other models of a product;
+    batch_size: samples per compiled call; devices: the devices each batch is split over.
+    Sample i depends only on (seed, i); per_sample=False draws the batch from one key instead (a
+    faster compile, for evaluation during training). info["nfe"] counts network passes (a CFG
+    call is two), info["denoiser_calls"] the calls."""
+    parts = list(draw_chunks(comp, params, sampler_name, steps, num, seed, **kw))
+    x = np.concatenate([p[2] for p in parts])
+    batched = kw.get("steer") is not None or not kw.get("per_sample", True)
+    info = parts[0][3] if batched else merged_info([p[3] for p in parts])
     if int(info.get("unfinished", 0)):
         warnings.warn(
             f"sampler {sampler_name!r} stopped {int(info['unfinished'])} of {num} samples at its "
             f"event cap before the end of the grid; they are not samples of the model",
             stacklevel=2,
         )
-    return np.asarray(x), info
+    return x, info
+
+
+def merged_info(chunks) -> dict:
+    """The per-sample info of several chunks as the batch info of all of them."""
+    return independent.reduce_info({k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]})

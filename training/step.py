@@ -6,9 +6,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-import models
-from training import mesh as mesh_lib
-from training.state import ema_update
+from difflab import models
+from difflab.training import mesh as mesh_lib
+from difflab.training.state import ema_update
 
 
 def train_step(process, graphdef, optimizer, ema_decay: float, base_key):

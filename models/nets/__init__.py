@@ -7,16 +7,20 @@ pytree of float32 parameters; the compute dtype comes from `config.model.dtype`.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.nets.counts import CountNet
-from models.nets.dit import DiT
-from models.nets.mlp import MLP
-from models.nets.transformer import SequenceTransformer
-from models.nets.unet import UNet
+from difflab.models.nets.counts import CountNet
+from difflab.models.nets.dit import DiT
+from difflab.models.nets.mlp import MLP
+from difflab.models.nets.transformer import SequenceTransformer
+from difflab.models.nets.unet import UNet
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# XLA options for a program that runs once: unoptimised CPU code compiles ~2.7x faster (the digits
+# U-Net's initialisation: 9.9 s -> 3.7 s) and gives the same values.
+RUN_ONCE_CPU = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def compute_dtype(name: str):
@@ -125,6 +129,14 @@ def build(model_config, data_shape, num_classes: int, seed: int, vocab_size: int
     def init():
         return make(model_config, tuple(data_shape), num_classes, dtype, nnx.Rngs(seed), *extra)
 
-    # one compiled initialisation program (the same values as eager initialisation, which would
-    # compile every initialiser for every parameter shape separately)
-    return nnx.jit(init)()
+    return initialise(init)
+
+
+def initialise(init) -> nnx.Module:
+    """init() as one compiled program, compiled for a single run (RUN_ONCE_CPU on CPU): the same
+    values as eager initialisation, which would compile every initialiser for every parameter
+    shape separately."""
+    graphdef = nnx.split(nnx.eval_shape(init))[0]
+    options = RUN_ONCE_CPU if jax.default_backend() == "cpu" else None
+    state = jax.jit(lambda: nnx.split(init())[1], compiler_options=options)()
+    return nnx.merge(graphdef, state)

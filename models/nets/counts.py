@@ -6,7 +6,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from models.nets.mlp import MLP
+from difflab.models.nets.mlp import MLP
 
 
 def count_features(x):

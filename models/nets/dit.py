@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from models.nets.embeddings import Conditioning
+from difflab.models.nets.embeddings import Conditioning
 
 
 def sincos_2d(grid: int, dim: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from models.nets.embeddings import Conditioning
+from difflab.models.nets.embeddings import Conditioning
 
 
 class ResidualBlock(nnx.Module):

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.nets.dit import DiTBlock, modulated_output
-from models.nets.embeddings import Conditioning
+from difflab.models.nets.dit import DiTBlock, modulated_output
+from difflab.models.nets.embeddings import Conditioning
 
 
 class SequenceTransformer(nnx.Module):

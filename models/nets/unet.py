@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.nets.embeddings import Conditioning
+from difflab.models.nets.embeddings import Conditioning
 
 
 def _groups(channels: int) -> int:
