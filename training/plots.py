@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def figure(*grid, figsize):
+    """A figure and its axes, drawn off screen: pyplot (and the user's backend, in a notebook)
+    is never touched."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid)
 
 
 def frame_limit(reference) -> float:
@@ -19,7 +23,7 @@ def scatter(samples, path: str, title: str = "", reference=None, lim: float | No
     """Samples (and optionally data) as a 2-D scatter plot in a frame fixed by the data's range;
     samples outside the frame are counted in the title, never dropped silently."""
     samples = np.asarray(samples)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = figure(figsize=(5, 5))
     if reference is not None:
         ref = np.asarray(reference)
         ax.scatter(ref[:, 0], ref[:, 1], s=1, alpha=0.3, c="tab:gray", label="data")
@@ -36,7 +40,6 @@ def scatter(samples, path: str, title: str = "", reference=None, lim: float | No
     ax.legend(loc="upper right", markerscale=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def image_grid(images, path: str, title: str = "", cols: int = 16) -> None:
@@ -50,7 +53,7 @@ def image_grid(images, path: str, title: str = "", cols: int = 16) -> None:
     h, w, c = images.shape[1:]
     grid = images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
     grid = grid.reshape(rows * h, cols * w, c)
-    fig, ax = plt.subplots(figsize=(cols * 0.5 + 0.5, rows * 0.5 + 0.7))
+    fig, ax = figure(figsize=(cols * 0.5 + 0.5, rows * 0.5 + 0.7))
     shown = (np.clip(grid, -1, 1) + 1) / 2
     ax.imshow(
         shown[..., 0] if c == 1 else shown,
@@ -63,7 +66,6 @@ def image_grid(images, path: str, title: str = "", cols: int = 16) -> None:
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def loss_curve(records: list[dict], path: str, key: str = "loss") -> None:
@@ -72,7 +74,7 @@ def loss_curve(records: list[dict], path: str, key: str = "loss") -> None:
     if not pts:
         return
     steps, values = zip(*pts, strict=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = figure(figsize=(6, 4))
     ax.plot(steps, values)
     if min(values) > 0:
         ax.set_yscale("log")
@@ -81,7 +83,6 @@ def loss_curve(records: list[dict], path: str, key: str = "loss") -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_samples(
@@ -103,7 +104,7 @@ def count_statistics(samples: dict, reference, path: str, title: str = "") -> No
         "variance": lambda x: x.var(0),
         "zero fraction": lambda x: (x == 0).mean(0),
     }
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.3))
+    fig, axes = figure(1, 3, figsize=(13, 4.3))
     for ax, (label, fn) in zip(axes, stats.items(), strict=True):
         r = fn(ref)
         for name, x in samples.items():
@@ -121,4 +122,3 @@ def count_statistics(samples: dict, reference, path: str, title: str = "") -> No
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.06 * ((len(labels) + 2) // 3), 1, 1))
     fig.savefig(path, dpi=120)
-    plt.close(fig)
