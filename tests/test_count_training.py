@@ -76,6 +76,9 @@ def test_short_count_run_on_cells_approaches_the_data(tmp_path):
     c.eval.num_samples = 500
     c.eval.steps = 50
     m = train(c, str(tmp_path))
-    # measured: mean_error 0.0xx, zero_fraction_error 0.0xx after 600 steps
-    assert m["mean_error"] < 3 * m["mean_error_data"] + 0.05
+    # measured after 600 steps over 10 sampling keys and two initialisations: mean_error
+    # 0.15-0.21 (data vs data 0.044; the untrained network and the Poisson(1) source: 3.25 and
+    # 3.29), zero_fraction_error 0.015 (data 0.004; untrained 0.34). The bound of 3x data + 0.05
+    # (0.18) that stood here sat inside that spread and failed on a change of sampling key.
+    assert m["mean_error"] < 7 * m["mean_error_data"]
     assert m["zero_fraction_error"] < 3 * m["zero_fraction_error_data"] + 0.03
