@@ -15,6 +15,7 @@ from difflab.samplers import guidance, independent
 from difflab.training import particles, rewards
 from difflab.training.components import Components
 from difflab.training.mesh import gather, make_mesh, place
+from difflab.training.shards import chunk_ranges
 
 
 def check_guidance_config(config, cfg_scale) -> None:
@@ -121,11 +122,6 @@ def sampling_mesh(devices=None) -> Mesh:
     """The 1-D data mesh samples are split over: this process's devices by default (evaluation
     during training runs on the lead process alone); jax.devices() spans every process."""
     return make_mesh(jax.local_devices() if devices is None else devices)
-
-
-def chunk_ranges(start: int, stop: int, batch_size: int) -> list[tuple[int, int]]:
-    """[start, stop) in consecutive chunks of at most batch_size samples."""
-    return [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
 
 
 def check_batch_size(batch_size, num: int, steer) -> int:

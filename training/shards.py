@@ -39,17 +39,23 @@ def written(folder: str) -> list[tuple[int, int]]:
     return sorted((int(m[1]), int(m[2])) for m in map(SHARD.match, names) if m)
 
 
+def chunk_ranges(start: int, stop: int, batch_size: int) -> list[tuple[int, int]]:
+    """[start, stop) in consecutive chunks of at most batch_size samples."""
+    return [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
+
+
 def missing(folder: str, num: int, batch_size: int) -> list[tuple[int, int]]:
     """The ranges of samples 0..num-1 that no shard holds, in chunks of at most batch_size."""
-    have = np.zeros(num, bool)
+    have = np.zeros(num + 1, bool)
+    have[num] = True  # a sentinel that closes the last gap
     for start, stop in written(folder):
         have[start : min(stop, num)] = True
     todo, start = [], None
     for i in range(num + 1):
-        if i < num and not have[i]:
-            start = i if start is None else start
-        elif start is not None:
-            todo += [(a, min(a + batch_size, i)) for a in range(start, i, batch_size)]
+        if not have[i] and start is None:
+            start = i
+        elif have[i] and start is not None:
+            todo += chunk_ranges(start, i, batch_size)
             start = None
     return todo
 
