@@ -33,8 +33,14 @@ def _log_normals(x, mean, cov):
 
 def responsibilities(gmm, path, x, t):
     """r_k(x, t) = softmax_k(log pi_k + log N(x; alpha_t mu_k, C_k))."""
+    return jnp.exp(log_responsibilities(gmm, path, x, t))
+
+
+def log_responsibilities(gmm, path, x, t):
+    """log r_k(x, t) = log p(k | x_t): the exact noise-conditional classifier of a mixture whose
+    components are the classes (MATH.md A10)."""
     logw, mean, cov = _components(gmm, path, t)
-    return jax.nn.softmax(logw + _log_normals(x, mean, cov), axis=-1)
+    return jax.nn.log_softmax(logw + _log_normals(x, mean, cov), axis=-1)
 
 
 def log_density(gmm, path, x, t):

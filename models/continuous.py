@@ -136,6 +136,11 @@ class GaussianDiffusion(GaussianPath):
         a, s = alpha_sigma(self.log_snr(expand(t, xt)))
         return {"eps": eps, "x0": x0, "v": a * eps - s * x0}[self.parameterization]
 
+    def pred_from_x0(self, x0_hat, xt, t):
+        """The network output whose posterior mean is x_hat: eps_hat = (z - alpha x_hat) / sigma."""
+        a, s = alpha_sigma(self.log_snr(expand(t, xt)))
+        return self.pred_from_x0_eps(x0_hat, (xt - a * x0_hat) / s, xt, t)
+
     # -- training -----------------------------------------------------------------------------
     def sample_times(self, key, batch):
         """Antithetic uniform t on [t_min, 1] (VDM)."""

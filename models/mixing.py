@@ -29,17 +29,29 @@ def conditional_and_null(denoiser, x, t, cond, h=None):
     return both[:batch], both[batch:]
 
 
-def classifier_free(denoiser, scale: float):
+def classifier_free(denoiser, scale: float, interval=None):
     """The guided denoiser pred(null) + w (pred(c) - pred(null)): w = 1 is the conditional model,
-    w = 0 the unconditional one, w > 1 sharpens toward the class. Each call is one network pass
-    on a doubled batch (`network_passes` = 2 per call)."""
+    w = 0 the unconditional one, w > 1 sharpens toward the class. interval = (t_lo, t_hi): w on
+    t_lo <= t <= t_hi and 1 (plain conditional) elsewhere (MATH.md §6.1). Each call is one
+    network pass on a doubled batch (`network_passes` = 2 per call)."""
 
     def guided(x, t, cond=None, h=None):
         pred_c, pred_null = conditional_and_null(denoiser, x, t, cond, h)
-        return pred_null + scale * (pred_c - pred_null)
+        w = interval_scale(scale, interval, t, pred_c)
+        return pred_null + w * (pred_c - pred_null)
 
     guided.network_passes = 2 * network_passes(denoiser)
     return guided
+
+
+def interval_scale(scale: float, interval, t, like):
+    """w where t lies in interval = (t_lo, t_hi) (everywhere if None), else 1, shaped to
+    broadcast against `like` [B, ...]."""
+    if interval is None:
+        return scale
+    t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), like.shape[:1])
+    inside = (t >= interval[0]) & (t <= interval[1])
+    return jnp.where(inside, scale, 1.0).reshape(t.shape + (1,) * (like.ndim - 1))
 
 
 def network_passes(denoiser) -> int:

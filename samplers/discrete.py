@@ -73,8 +73,9 @@ def ancestral_step(float64: bool = True, logits=None) -> Step:
 def first_hitting(float64: bool = True):
     """First-hitting sampler (MATH.md §3.3B): with n masked positions at time t, the next
     unmasking happens at 1 - alpha_s = (1 - alpha_t) u^(1/n); a uniformly chosen masked position
-    takes a token from p_theta(. | z, s). Exactly L network calls, whatever the grid (only
-    grid[0], the start time, is used)."""
+    takes a token from p_theta(. | z, s). One network call per masked position of the prior (L, or
+    fewer under a prompt), whatever the grid (only grid[0], the start time, is used); the scan runs
+    L steps and counts the calls that unmask a token."""
 
     def sampler(key, denoiser, process, shape, cond, grid):
         model = Bound(denoiser, process, cond)
@@ -84,7 +85,7 @@ def first_hitting(float64: bool = True):
 
         def move(k, state, t_unused, s_unused):
             del t_unused, s_unused
-            z, t = state
+            z, t, calls = state
             k_time, k_pos, k_tok = jax.random.split(k, 3)
             masked = z == process.mask_id
             n = jnp.sum(masked, axis=1)
@@ -94,16 +95,21 @@ def first_hitting(float64: bool = True):
             # a uniformly random masked position: argmax of uniform scores over masked positions
             scores = jnp.where(masked, jax.random.uniform(k_pos, (batch, length)), -1.0)
             pos = jnp.argmax(scores, axis=1)
-            lp = model.process.log_probs(model.denoiser(z, s, cond), z)
+            vocab = model.process.vocab_size
+            lp = jax.lax.cond(  # no call once every position is filled (prompts)
+                jnp.any(n > 0),
+                lambda: model.process.log_probs(model.pred(z, s), z),
+                lambda: jnp.zeros((batch, length, vocab), jnp.float32),
+            )
             lp_pos = jnp.take_along_axis(lp, pos[:, None, None], axis=1)[:, 0]
             token = categorical(k_tok, lp_pos, float64)
             hit = jax.nn.one_hot(pos, length, dtype=jnp.bool_) & (n > 0)[:, None]
-            return jnp.where(hit, token[:, None], z), s
+            return jnp.where(hit, token[:, None], z), s, calls + jnp.any(n > 0)
 
         t0 = jnp.full((batch,), grid[0], jnp.float32)
         steps = jnp.linspace(grid[0], 0.0, length + 1)  # only the trip count matters
-        z, _ = scan_grid(move, key, (z, t0), steps)
-        return z, {"nfe": jnp.array(length, jnp.int32)}
+        z, _, nfe = scan_grid(move, key, (z, t0, jnp.array(0, jnp.int32)), steps)
+        return z, {"nfe": nfe}
 
     return sampler
 

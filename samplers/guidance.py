@@ -1,12 +1,116 @@
-"""Guidance: functions from denoisers to denoisers, so every sampler takes every guidance.
+"""Guidance: functions from denoisers to denoisers, so every sampler takes every guidance
+(MATH.md §6).
 
-Classifier-free guidance (`classifier_free`, MATH.md §6.1) mixes the conditional and
-unconditional predictions linearly in one batched network call; the mixing lives in
-`models.mixing`, which the shortcut process also uses for its guided bootstrap targets.
+- `classifier_free` (§6.1): pred(null) + w (pred(c) - pred(null)) in one batched network call,
+  optionally only on a t-interval. The mixing lives in `models.mixing` (the shortcut process uses
+  it for its guided bootstrap targets); it is linear in each family's natural prediction:
+  velocity / eps / x0 / v (Gaussian families), logits (masked: mixing log-probabilities and
+  renormalising), log-rates (counts: geometric mixing of the rates).
+- `gradient` (§6.2, §6.3), Gaussian families: the score plus scale * grad_x log h(x_t, t), written
+  back into the process's own parameterisation. `classifier_potential` gives h = p_phi(c | x_t, t)
+  (classifier guidance); `reward_potential` gives h = exp(r(x_hat(x_t, t))) at the denoised
+  estimate, differentiated through the denoiser (reward guidance; with r = log N(y; A x_hat, s^2)
+  the score form of DPS for a linear measurement y = A x + noise).
 """
 
 from __future__ import annotations
 
-from difflab.models.mixing import classifier_free, network_passes
+import jax
+import jax.numpy as jnp
 
-__all__ = ["classifier_free", "network_passes"]
+from difflab.models.common import expand
+from difflab.models.mixing import classifier_free, interval_scale, network_passes
+
+__all__ = [
+    "classifier_free",
+    "classifier_potential",
+    "gradient",
+    "interval_scale",
+    "measurement_potential",
+    "network_passes",
+    "reward_potential",
+    "score_shifted",
+]
+
+# Families whose predictions are Gaussian-path scores in disguise (velocity, eps, x0, v).
+GRADIENT_FAMILIES = ("flow", "diffusion")
+ALPHA_FLOOR_T = 1.0 - 1e-4  # sigma^2 / alpha is evaluated at t <= this (alpha_1 = 0 on flows)
+
+
+def score_shifted(process, pred, x, t, delta):
+    """The prediction whose score is s_hat + delta: by Tweedie x_hat' = x_hat + sigma^2 / alpha
+    delta (MATH.md §6.2: eps' = eps - sigma delta, u' = u - g^2/2 delta), in the process's own
+    parameterisation."""
+    tt = expand(jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1]), x)
+    x0, _ = process.x0_eps(pred, x, tt)
+    tc = jnp.minimum(tt, ALPHA_FLOOR_T)
+    x0 = x0 + process.sigma(tc) ** 2 / process.alpha(tc) * delta
+    return process.pred_from_x0(x0, x, tt).astype(pred.dtype)
+
+
+def gradient(denoiser, process, log_potential, scale: float, interval=None, calls: int = 0):
+    """The denoiser whose score is s_hat + scale grad_x log h(x_t, t, c), log_potential(x, t,
+    cond, pred) -> [B] (pred: the denoiser's output at (x, t), for potentials at the denoised
+    estimate). interval = (t_lo, t_hi): guide only there. One network call per call (with the
+    backward pass when log h depends on pred); `calls` counts the potential's own model calls
+    (a classifier) per call, reported as `guidance_calls`."""
+
+    def guided(x, t, cond=None):
+        def objective(x):
+            pred = denoiser(x, t, cond)
+            return jnp.sum(log_potential(x, t, cond, pred)), pred
+
+        grad, pred = jax.grad(objective, has_aux=True)(x)
+        w = interval_scale(scale, interval, t, x) if interval is not None else scale
+        return score_shifted(process, pred, x, t, w * grad)
+
+    guided.network_passes = network_passes(denoiser)
+    guided.guidance_calls = calls + getattr(denoiser, "guidance_calls", 0)
+    return guided
+
+
+def classifier_potential(log_probs):
+    """log h = log p_phi(c | x_t, t) from log_probs(x, t) -> [B, C] class log-probabilities (a
+    noise-conditional classifier), for the label c = cond."""
+
+    def log_potential(x, t, cond, pred):
+        del pred
+        if cond is None:
+            raise ValueError("classifier guidance needs the class to guide toward (cond), got None")
+        lp = log_probs(x, t)
+        return jnp.take_along_axis(lp, jnp.asarray(cond, jnp.int32)[:, None], axis=1)[:, 0]
+
+    return log_potential
+
+
+def reward_potential(process, reward):
+    """log h = r(x_hat(x_t, t)): a differentiable reward [B, ...] -> [B] at Tweedie's estimate
+    (MATH.md §6.3; a heuristic for the target p(x) exp(scale r(x)))."""
+
+    def log_potential(x, t, cond, pred):
+        del cond
+        tt = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
+        return reward(process.x0_eps(pred, x, tt)[0])
+
+    return log_potential
+
+
+def measurement_potential(process, observed, known, noise_std: float):
+    """log p(y | x_t) ~ log N(y; A x_hat, s^2 + r_t^2) for the linear measurement A =
+    restriction to the `known` coordinates (inpainting; observed and known [B, ...]): the DPS
+    likelihood at the denoised estimate (MATH.md §6.3), with the variance widened by
+    r_t^2 = sigma_t^2 / (alpha_t^2 + sigma_t^2), the posterior variance of x given x_t for
+    unit-variance data (Song et al. 2023, PiGDM), so the pull is gentle at high noise."""
+    if not noise_std > 0:
+        raise ValueError(f"measurement noise std must be positive, got {noise_std}")
+
+    def log_potential(x, t, cond, pred):
+        del cond
+        tt = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
+        x0 = process.x0_eps(pred, x, tt)[0]
+        a, s = process.alpha(tt), process.sigma(tt)
+        var = noise_std**2 + s**2 / (a**2 + s**2)
+        err = jnp.where(known, x0 - observed, 0.0).reshape(x0.shape[0], -1)
+        return -0.5 * jnp.sum(err**2, axis=1) / var
+
+    return log_potential

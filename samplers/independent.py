@@ -12,12 +12,14 @@ def independent(sampler):
     ..., (1, *shape[1:]), cond_i)[0]. info keeps one entry per sample (`reduce_info` sums them)."""
 
     def run(keys, denoiser, process, shape, cond, grid):
-        def one(key, c):
+        def one(key, c, proc):
             c = None if c is None else c[None]
-            x, info = sampler(key, denoiser, process, (1, *shape[1:]), c, grid)
+            x, info = sampler(key, denoiser, proc, (1, *shape[1:]), c, grid)
             return x[0], info
 
-        return jax.vmap(one)(keys, cond)
+        # a process with per-sample leaves (observations) gives each sample its own row
+        batched = getattr(process, "batched", False)
+        return jax.vmap(one, (0, 0, 0 if batched else None))(keys, cond, process)
 
     return run
 

@@ -83,7 +83,13 @@ class Bound:
     cond: object = None
 
     def pred(self, x, t):
-        return self.denoiser(x, jnp.full(x.shape[:1], t, jnp.float32), self.cond)
+        """The denoiser at (x, t); a process conditioned on observations (`samplers.observed`)
+        makes the call itself."""
+        t = jnp.full(x.shape[:1], t, jnp.float32)
+        predict = getattr(self.process, "predict", None)
+        if predict is None:
+            return self.denoiser(x, t, self.cond)
+        return predict(self.denoiser, x, t, self.cond)
 
     def velocity(self, x, t):
         return self.process.velocity(self.pred(x, t), x, t)
