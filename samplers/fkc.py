@@ -90,7 +90,8 @@ def guided_move(betas, eta: float):
     """The reverse SDE step (solvers.em_move) of the guided score S (noise scale eta)."""
 
     def move(key, model, x, t, s):
-        guided = GuidedModel(model.denoiser, model.process, model.cond, tuple(betas))
+        pred = model.pred(x, t)  # the step's one evaluation (reused under SMC)
+        guided = GuidedModel(lambda *_: pred, model.process, model.cond, tuple(betas))
         return em_move(key, guided, x, t, s, eta)
 
     return Step(move, nfe=1)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from difflab.samplers import resampling
-from difflab.samplers.solvers import Bound, Step
+from difflab.samplers.solvers import Bound, Evaluated, Step
 
 OUTPUTS = ("resample", "weighted")
 
@@ -137,9 +137,7 @@ def smc(
             x, pred, memory = spread(jax.tree.map(lambda v: v[a], (x, pred, memory)))
             log_z = log_z + jnp.where(due, resampling.log_mean_weight(log_w), 0.0)
             log_w = jnp.where(due, jnp.zeros_like(log_w), log_w)
-            x = spread(
-                step.move(k_move, dataclasses.replace(model, denoiser=lambda *_: pred), x, t, s)
-            )
+            x = spread(step.move(k_move, Evaluated(denoiser, process, cond, pred), x, t, s))
             unique = jnp.sum(resampling.offspring(a, n) > 0)
             return (x, memory, log_w, log_z), (size, due, unique)
 

@@ -101,6 +101,18 @@ class Bound:
         return self.process.score(self.pred(x, t), x, t)
 
 
+@dataclasses.dataclass(frozen=True)
+class Evaluated(Bound):
+    """The bound denoiser whose prediction at the current (x, t) is already computed: moves
+    that reuse one network call (particle systems, SVDD candidates) read it from here."""
+
+    value: object = None
+
+    def pred(self, x, t):
+        del x, t
+        return self.value
+
+
 # -- the shared loop --------------------------------------------------------------------------
 
 

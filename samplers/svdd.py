@@ -1,0 +1,123 @@
+"""SVDD: derivative-free guidance by soft value-based decoding (Li et al. 2024; MATH.md §6.4).
+
+Target p(x) exp(r(x) / alpha) / Z. Each step t -> s of any stochastic sampler `Step` (DDPM,
+Euler-Maruyama, DDIM eta > 0, masked ancestral, count tau-leaping):
+
+1. one network call at (x_t, t), shared by all candidates;
+2. M candidates x_s^(m) from the step's move with M independent keys;
+3. values v_s(x_s^(m)); candidate m* ~ softmax_m(v / alpha) (alpha = 0: argmax);
+4. x_s = x_s^(m*).
+
+Values `value(key, model, x, s) -> [B]`: `posterior_mean_value` (SVDD-PM: the reward at the
+denoised estimate, one network call on the M B candidates), or any exact / learned soft value.
+On the last step (s at the process's t_min) the value is the reward itself (v_0 = r). With exact
+values, alpha > 0 and M -> infinity each step samples the optimal kernel and the output follows
+the target; at finite M the bias is O(1 / M). Rewards may be JAX functions or host functions
+(`steering.host_reward`, through `jax.pure_callback`): they are called once per step on all
+M B candidates.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from difflab.models.categorical import categorical
+from difflab.samplers.solvers import Bound, Evaluated, Step, scan_grid
+
+
+def check(candidates: int, alpha: float) -> None:
+    if int(candidates) != candidates or candidates < 1:
+        raise ValueError(f"SVDD needs a positive integer number of candidates, got {candidates}")
+    if not alpha >= 0:
+        raise ValueError(f"SVDD's temperature alpha must be >= 0 (0: argmax), got {alpha}")
+
+
+def select(key, values, alpha: float):
+    """m* per row from values [M, B]: argmax (alpha = 0) or a draw from softmax(v / alpha)."""
+    if alpha == 0:
+        return jnp.argmax(values, axis=0)
+    return categorical(key, values.T / alpha)
+
+
+def posterior_mean_value(reward, estimate):
+    """SVDD-PM: v_s(x) = r(x_hat(x, s)), x_hat from `estimate(model, pred, x, s)` (Gaussian:
+    Tweedie; masked: argmax tokens at masked positions; counts: the rate-implied mean); one
+    network call. On the last step v = r(x)."""
+
+    def value(key, model, x, s):
+        del key
+
+        def at_estimate():
+            return reward(estimate(model, model.pred(x, s), x, s)).astype(jnp.float32)
+
+        last = s <= model.process.t_min
+        return jax.lax.cond(last, lambda: reward(x).astype(jnp.float32), at_estimate)
+
+    return value
+
+
+def gaussian_estimate(model, pred, x, t):
+    """Tweedie's x_hat = E[x_0 | x_t]."""
+    return model.process.x0_eps(pred, x, jnp.broadcast_to(t, x.shape[:1]))[0]
+
+
+def masked_estimate(model, pred, z, t):
+    """The most probable token at each masked position, unmasked positions kept (SVDD's
+    "tweedie" option for masked models)."""
+    del t
+    return jnp.argmax(model.process.log_probs(pred, z), axis=-1)
+
+
+def count_estimate(model, pred, x, t):
+    """x_hat = x_t + t (lambda - mu), the posterior mean the marginal rates imply."""
+    birth, death = model.process.rates(pred, x)
+    return x + t * (birth - death)
+
+
+ESTIMATES = {"masked": masked_estimate, "counts": count_estimate}
+
+
+def estimate_for(family: str):
+    return ESTIMATES.get(family, gaussian_estimate)
+
+
+def svdd(step: Step, value, candidates: int = 10, alpha: float = 0.0, value_calls: int = 1):
+    """The SVDD sampler `sampler(key, denoiser, process, shape, cond, grid) -> (x, info)` around a
+    one-evaluation stochastic `step` (see the module doc). info: nfe (network passes of the
+    batch: one per step plus value_calls per candidate and step before the last) and
+    value_calls (value evaluations, in units of the batch)."""
+    check(candidates, alpha)
+    if step.nfe != 1:
+        raise ValueError(f"SVDD shares one network evaluation per step; this step makes {step.nfe}")
+
+    def sampler(key, denoiser, process, shape, cond, grid):
+        k_prior, k_loop = jax.random.split(key)
+        x = process.prior(k_prior, shape, grid[0])
+        model = Bound(denoiser, process, cond)
+        batch = shape[0]
+
+        def move(k, x, t, s):
+            k_move, k_value, k_pick = jax.random.split(k, 3)
+            fixed = Evaluated(denoiser, process, cond, model.pred(x, t))
+            keys = jax.random.split(k_move, candidates)
+            cands = jax.vmap(lambda kk: step.move(kk, fixed, x, t, s))(keys)  # [M, B, ...]
+            flat = cands.reshape(candidates * batch, *cands.shape[2:])
+            wide = Bound(denoiser, _repeat(process, candidates), _repeat(cond, candidates))
+            values = value(k_value, wide, flat, s).reshape(candidates, batch)
+            pick = select(k_pick, values, alpha)
+            return jnp.take_along_axis(cands, pick.reshape(1, batch, *[1] * (x.ndim - 1)), 0)[0]
+
+        x = scan_grid(move, k_loop, x, grid)
+        steps = grid.shape[0] - 1
+        calls = value_calls * candidates * (steps - 1)
+        return x, {"nfe": jnp.array(steps + calls, jnp.int32), "value_calls": calls}
+
+    return sampler
+
+
+def _repeat(tree, m: int):
+    """A condition (or an observed process's per-row leaves) for M stacked copies of the batch."""
+    if tree is None or not (isinstance(tree, jax.Array) or getattr(tree, "batched", False)):
+        return tree
+    return jax.tree.map(lambda v: jnp.tile(v, (m,) + (1,) * (v.ndim - 1)), tree)
