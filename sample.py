@@ -2,8 +2,12 @@
 
 Loads the run's config and the EMA parameters of its latest (or --step) checkpoint, samples with
 --sampler for --steps, and writes samples.npz, a plot and the quality metrics into --out
-(default: <workdir>/samples/<sampler>_<steps>steps[_eta..][_cfg..][_float32]_seed<seed>_ckpt<step>,
-so that runs with other settings never overwrite each other). Samples are drawn --batch_size at a
+(default: <workdir>/samples/<sampler>_<steps>steps[_eta..][_cfg..][_float32]_seed<seed>_ckpt<step>
+[_guidance][_observation], so that runs with other settings never overwrite each other).
+Guidance (MATH.md §6): --cfg_scale and --cfg_interval, --classifier with --classifier_scale,
+--reward_guidance and --svdd with --reward, and observations: --prompt (text runs) or --observed
+(an .npz of values and a known mask: infilling and inpainting) with --prompt_scale or
+--measurement_scale. Samples are drawn --batch_size at a
 time, split over every device (of every process with --distributed / --num_processes), and
 streamed to <out>/shards as they are drawn: killed and started again, it draws only what is
 missing. Sample i depends only on (--seed, i), whatever the batch size or device count. The
@@ -44,7 +48,11 @@ _STEER = flags.DEFINE_enum(
     "Feynman-Kac correctors for p^beta, the CFG target p^(1-w) p(.|c)^w (w = --cfg_scale) or a "
     "product with --experts",
 )
-_REWARD = flags.DEFINE_string("reward", None, "steer=reward: target | class | token | total")
+_REWARD = flags.DEFINE_string(
+    "reward",
+    None,
+    "reward of --steer=reward, --reward_guidance and --svdd: target | class | token | total",
+)
 _REWARD_ARG = flags.DEFINE_string("reward_arg", "", "the reward's argument (a point, class, token)")
 _REWARD_SCALE = flags.DEFINE_float("reward_scale", 1.0, "steer=reward: lambda of exp(lambda r)")
 _POTENTIAL = flags.DEFINE_enum("potential", "diff", ["diff", "max", "add", "rt"], "FK potential")
@@ -60,6 +68,34 @@ _RESAMPLING = flags.DEFINE_enum(
 _ESS = flags.DEFINE_float("ess_threshold", 0.5, "resample when ESS < this fraction of particles")
 _RESAMPLE_EVERY = flags.DEFINE_integer("resample_every", 0, "resample every k steps (0: by ESS)")
 _LABEL = flags.DEFINE_integer("label", None, "the particles' class (conditional runs)")
+_CFG_INTERVAL = flags.DEFINE_list(
+    "cfg_interval", None, "t_lo,t_hi: apply --cfg_scale only for t in [t_lo, t_hi] (1 elsewhere)"
+)
+_CLASSIFIER = flags.DEFINE_string(
+    "classifier", None, "workdir of a noise-conditional classifier run (configs/classifier_*.py)"
+)
+_CLASSIFIER_SCALE = flags.DEFINE_float(
+    "classifier_scale", 0.0, "classifier guidance scale gamma (flow and diffusion runs)"
+)
+_REWARD_GUIDANCE = flags.DEFINE_float(
+    "reward_guidance", 0.0, "scale rho of grad --reward at the denoised estimate (target, class)"
+)
+_SVDD = flags.DEFINE_integer("svdd", 0, "SVDD: candidates per step, valued by --reward (0: off)")
+_SVDD_ALPHA = flags.DEFINE_float("svdd_alpha", 0.0, "SVDD temperature alpha (0: argmax)")
+_PROMPT = flags.DEFINE_string("prompt", None, "text runs: the text every sample starts with")
+_OBSERVED = flags.DEFINE_string(
+    "observed", None, ".npz with x (values) and known (bool mask) rows: infilling / inpainting"
+)
+_PROMPT_SCALE = flags.DEFINE_float(
+    "prompt_scale", None, "masked runs: SMDM guidance w of the prompt / observed tokens"
+)
+_MEASUREMENT_SCALE = flags.DEFINE_float(
+    "measurement_scale", 0.0, "Gaussian inpainting: scale of the DPS measurement score"
+)
+_NOISE_STD = flags.DEFINE_float("noise_std", 0.1, "Gaussian inpainting: measurement noise std")
+_REPLACE = flags.DEFINE_bool(
+    "replace", True, "Gaussian inpainting: the denoised estimate takes the observed values"
+)
 _BATCH = flags.DEFINE_integer("batch_size", None, "samples per compiled call (default: all)")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize()")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
@@ -115,12 +151,63 @@ def steering_setting():
     )
 
 
+def guide_setting():
+    """The guidance setting of the flags."""
+    from difflab.training.guiding import Guide
+
+    interval = None
+    if _CFG_INTERVAL.value is not None:
+        try:
+            interval = tuple(float(v) for v in _CFG_INTERVAL.value)
+        except ValueError:
+            interval = ()
+        if len(interval) != 2:
+            raise ValueError(
+                f"--cfg_interval must be two numbers t_lo,t_hi, got {_CFG_INTERVAL.value}"
+            )
+    return Guide(
+        cfg_interval=interval,
+        classifier_scale=_CLASSIFIER_SCALE.value,
+        reward=(_REWARD.value or "") if (_REWARD_GUIDANCE.value or _SVDD.value) else "",
+        reward_arg=_REWARD_ARG.value if (_REWARD_GUIDANCE.value or _SVDD.value) else "",
+        reward_scale=_REWARD_GUIDANCE.value,
+        svdd=_SVDD.value,
+        svdd_alpha=_SVDD_ALPHA.value,
+        prompt_scale=_PROMPT_SCALE.value,
+        measurement_scale=_MEASUREMENT_SCALE.value,
+        noise_std=_NOISE_STD.value,
+        replace=_REPLACE.value,
+    )
+
+
+def observation(dataset, num: int):
+    """(values, known) of --prompt or --observed, or None."""
+    import numpy as np
+
+    from difflab.training import guiding
+
+    if _PROMPT.value is not None and _OBSERVED.value is not None:
+        raise ValueError("give --prompt or --observed, not both")
+    if _PROMPT.value is not None:
+        return guiding.text_prompt(dataset, _PROMPT.value, num)
+    if _OBSERVED.value is None:
+        return None
+    if not os.path.isfile(_OBSERVED.value):
+        raise ValueError(f"--observed={_OBSERVED.value!r} is not a file")
+    with np.load(_OBSERVED.value) as f:
+        if "x" not in f or "known" not in f:
+            raise ValueError(
+                f"--observed={_OBSERVED.value!r} must hold arrays 'x' and 'known', has {list(f)}"
+            )
+        return f["x"], f["known"]
+
+
 def sample():
     import jax
     import numpy as np
 
     from difflab import metrics, samplers
-    from difflab.training import particles, shards
+    from difflab.training import guiding, particles, shards
     from difflab.training.evaluate import show
     from difflab.training.run import load_config, load_run
     from difflab.training.sampling import (
@@ -137,6 +224,13 @@ def sample():
     lead = jax.process_index() == 0
     config, step = load_config(_WORKDIR.value, _STEP.value)
     steer = steering_setting()
+    guide = guide_setting()
+    if steer is not None and guide != type(guide)():
+        raise ValueError(
+            "guidance flags (--classifier_scale, --reward_guidance, --svdd, --cfg_interval, "
+            "--prompt_scale, --measurement_scale) apply to plain sampling; --steer sets its own "
+            "target"
+        )
     cfg = None if steer is not None and steer.method == "cfg" else _CFG.value
     sampler, steps, num = check_request(
         config, _SAMPLER.value, _STEPS.value, _NUM.value, _ETA.value, _FLOAT32.value, cfg
@@ -146,17 +240,28 @@ def sample():
     rows = check_batch_size(_BATCH.value, num, steer)
     eta = samplers.effective_eta(sampler, _ETA.value)
     name = setting_name(sampler, steps, eta, cfg, _FLOAT32.value, _SEED.value, step, steer)
+    name += "".join(f"_{p}" for p in (guide.name(), observed_name()) if p)
     out = _OUT.value or os.path.join(_WORKDIR.value, "samples", name)
+    if _CLASSIFIER.value is not None:
+        guiding.check_classifier(config, load_config(_CLASSIFIER.value)[0])
 
     run = load_run(_WORKDIR.value, step)
     experts = [load_run(w) for w in _EXPERTS.value]
+    classifier = None if _CLASSIFIER.value is None else load_run(_CLASSIFIER.value)
+    observed = observation(run.components.dataset, num)
     labels = metrics.sampling_labels(run.components.dataset, num, _SEED.value)
     if not run.components.num_classes:
         labels = None
     setting = dict(run=run.config.name, checkpoint=run.step, sampler=sampler, steps=steps)
     setting |= dict(eta=eta, cfg_scale=cfg, float32=_FLOAT32.value, seed=_SEED.value, num=num)
     common = (run.components, run.params, sampler, steps, num, _SEED.value)
+    setting |= dict(guide=dataclasses.asdict(guide), classifier=_CLASSIFIER.value)
+    setting |= dict(prompt=_PROMPT.value, observed=_OBSERVED.value)
     settings = dict(labels=labels, eta=_ETA.value, float64=not _FLOAT32.value, cfg_scale=cfg)
+    settings |= dict(guide=guide, observed=observed)
+    settings |= dict(
+        classifier=None if classifier is None else (classifier.components, classifier.params)
+    )
     if steer is None:  # streamed to shards; a rerun draws only the missing ones
         folder = os.path.join(out, "shards")
         if lead:
@@ -181,6 +286,8 @@ def sample():
     title = f"{run.config.name} step {run.step}: {sampler}, {steps} steps"
     title += "" if cfg is None else f", CFG w={cfg:g}"
     title += "" if steer is None else f", SMC {steer.name()}"
+    title += f", {guide.name()}" if guide.name() else ""
+    title += f", prompt {_PROMPT.value!r}" if _PROMPT.value else ""
     shown = show(run.components.dataset, x, os.path.join(out, "samples"), title, _SEED.value)
     result = {
         "step": run.step,
@@ -196,12 +303,26 @@ def sample():
         "devices": jax.device_count(),
         "nfe": float(info["nfe"]),
         "denoiser_calls": float(info["denoiser_calls"]),
+        **{k: float(info[k]) for k in ("classifier_calls",) if k in info},
+        **({"guide": dataclasses.asdict(guide)} if guide.name() else {}),
+        **({"classifier": _CLASSIFIER.value} if _CLASSIFIER.value else {}),
+        **({"prompt": _PROMPT.value} if _PROMPT.value else {}),
+        **({"observed": _OBSERVED.value} if _OBSERVED.value else {}),
         **metrics.report(x, run.components.dataset, n=min(len(x), METRIC_ROWS), seed=_SEED.value),
     }
     with open(os.path.join(out, "metrics.json"), "w") as f:
         json.dump(result, f, indent=2)
     print(json.dumps(result))
     print(f"wrote {out}/samples.npz, {os.path.basename(shown)}, metrics.json")
+
+
+def observed_name() -> str:
+    """The observation's part of the output folder's name."""
+    if _PROMPT.value is not None:
+        return "prompt" + "".join(c if c.isalnum() else "-" for c in _PROMPT.value)[:24]
+    if _OBSERVED.value is not None:
+        return "observed-" + os.path.splitext(os.path.basename(_OBSERVED.value))[0]
+    return ""
 
 
 def smc_summary(info) -> dict:

@@ -40,6 +40,15 @@ def diffusion_process() -> ml_collections.ConfigDict:
     return p
 
 
+def classifier_process(noise: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A noise-conditional classifier p(c | x_t, t) under `noise`, the forward process of the
+    Gaussian model it guides (MATH.md §6.2): its fields, family "classifier"."""
+    p = ml_collections.ConfigDict(noise.to_dict())
+    p.noise_family = noise.family
+    p.family = "classifier"
+    return p
+
+
 def masked_process() -> ml_collections.ConfigDict:
     """Masked (absorbing-state) diffusion for tokens (MATH.md §3; defaults §3.6)."""
     p = ml_collections.ConfigDict()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from difflab.models import continuous, counts, flow, masked, shortcut
+from difflab.models import classifier, continuous, counts, flow, masked, shortcut
 
 
 def split(net: nnx.Module):
@@ -44,6 +44,10 @@ PROCESSES = {
     "shortcut": lambda config, vocab_size, source: shortcut.from_config(shortcut.Shortcut, config),
     "meanflow": lambda config, vocab_size, source: shortcut.from_config(shortcut.MeanFlow, config),
 }
+# noise-conditional classifiers for classifier guidance, under a Gaussian family's forward process
+PROCESSES["classifier"] = lambda config, vocab_size, source: classifier.build_process(
+    config, PROCESSES
+)
 
 
 def build_process(config, vocab_size: int = 0, source=None):

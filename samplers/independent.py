@@ -30,15 +30,16 @@ def sample_keys(key, indices):
 
 
 def reduce_info(info: dict) -> dict:
-    """Per-sample info of `independent` (host arrays, one row per sample) as batch info: nfe is
-    the most any sample took (the batch's network passes), other counts are summed, per-example
+    """Per-sample info of `independent` (host arrays, one row per sample) as batch info: call
+    counts (nfe, denoiser, classifier and value calls) are the most any sample took (the batch's
+    passes), other counts are summed, per-example
     arrays (like `events`) keep one entry per sample."""
     out = {}
     for name, value in info.items():
         value = np.asarray(value)
         if value.ndim >= 2:
             out[name] = value.reshape(value.shape[0], *value.shape[2:])
-        elif name in ("nfe", "denoiser_calls"):
+        elif name in ("nfe", "denoiser_calls", "classifier_calls", "value_calls"):
             out[name] = value.max(initial=0)
         else:
             out[name] = value.sum()

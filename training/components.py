@@ -36,7 +36,14 @@ def build(config) -> Components:
             f"config.model.conditional=True needs labelled data, but data set "
             f"{config.data.name!r} has no labels"
         )
-    num_classes = dataset.num_classes if config.model.conditional else 0
+    classifier = config.process.family == "classifier"
+    if classifier and not dataset.num_classes:
+        raise ValueError(
+            f"config.process.family='classifier' needs labelled data; data set "
+            f"{config.data.name!r} has no labels"
+        )
+    # a classifier's network outputs the classes; a conditional model's takes them as input
+    num_classes = dataset.num_classes if config.model.conditional or classifier else 0
     vocab_size = getattr(dataset, "vocab_size", 0)
     check_family_fits_data(config.process.family, dataset)
     check_net_fits_family(config.model.net, config.process.family)
@@ -77,13 +84,14 @@ def check_family_fits_data(family: str, dataset) -> None:
 
 
 def check_net_fits_family(net: str, family: str) -> None:
-    """The counts family needs a network that outputs log-rates, and only it does."""
-    if (family == "counts") != (net in nets.COUNT_NETWORKS):
-        need = (
-            nets.COUNT_NETWORKS
-            if family == "counts"
-            else sorted(set(nets.NETWORKS) - set(nets.COUNT_NETWORKS))
-        )
+    """The counts family needs a network that outputs log-rates and the classifier family one
+    that outputs class logits, and only they do."""
+    special = {"counts": nets.COUNT_NETWORKS, "classifier": nets.CLASSIFIER_NETWORKS}
+    if family in special:
+        need = special[family]
+    else:
+        need = sorted(set(nets.NETWORKS).difference(*special.values()))
+    if net not in need:
         raise ValueError(
             f"config.model.net={net!r} does not fit config.process.family={family!r}; "
             f"use one of {list(need)}"

@@ -54,8 +54,13 @@ def check(config, device_count: int) -> None:
         errors.append(
             f"config.process.family={pc.family!r} needs config.model.step_conditioning=True"
         )
+    if pc.family == "classifier" and config.model.conditional:
+        errors.append(
+            "config.model.conditional must be False for a classifier (it predicts labels)"
+        )
     try:
-        samplers.check(config.process.family, config.eval.sampler)
+        if pc.family != "classifier":  # classifiers are not sampled
+            samplers.check(config.process.family, config.eval.sampler)
     except ValueError as e:
         errors.append(f"config.eval.sampler: {e}")
     if errors:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 
-from difflab import metrics
+import jax
+import jax.numpy as jnp
+
+from difflab import data, metrics
 from difflab.training import plots
 from difflab.training.components import Components
 from difflab.training.sampling import draw
@@ -21,8 +24,13 @@ def evaluate(
     num=None,
     seed=None,
 ) -> dict:
-    """Sample, plot to out_dir/samples_<step>.png, and measure quality against fresh data."""
+    """Sample, plot to out_dir/samples_<step>.png, and measure quality against fresh data
+    (classifiers: held-out accuracy at several noise levels)."""
     ec = comp.config.eval
+    if comp.config.process.family == "classifier":
+        return classifier_report(
+            comp, params, num or ec.num_samples, ec.seed if seed is None else seed
+        )
     sampler_name, steps = sampler_name or ec.sampler, steps or ec.steps
     num, seed = num or ec.num_samples, ec.seed if seed is None else seed
     labels = metrics.sampling_labels(comp.dataset, num, seed) if comp.num_classes else None
@@ -34,6 +42,35 @@ def evaluate(
     title = f"{comp.config.name} step {step}: {sampler_name}, {steps} steps"
     show(comp.dataset, x, os.path.join(out_dir, f"samples_{step:07d}"), title, seed)
     return {**quality, "nfe": float(info["nfe"])}
+
+
+# noise levels at which a classifier's held-out accuracy is reported
+CLASSIFIER_TIMES = (0.0, 0.25, 0.5, 0.75, 0.9)
+
+
+def held_out(comp: Components):
+    """The data set's test split when it has one (digits), else the data set itself."""
+    dc = comp.config.data
+    if dc.name in ("digits",) and dc.get("split", "train") == "train":
+        test = dc.copy_and_resolve_references()
+        test.split = "test"
+        return data.build(test)
+    return comp.dataset
+
+
+def classifier_report(comp: Components, params, num: int, seed: int) -> dict:
+    """accuracy_t<t> and nll_t<t> of p_phi(c | x_t, t) on up to `num` held-out examples."""
+    test = held_out(comp)
+    x = jnp.asarray(test.reference(num, seed))
+    labels = jnp.asarray(test.reference_labels(num, seed), jnp.int32)
+    den = comp.denoiser(params)
+    out = {"held_out_examples": len(x)}
+    for i, t in enumerate(CLASSIFIER_TIMES):
+        tt = jnp.full((len(x),), max(t, comp.process.t_min), jnp.float32)
+        nll, hits = comp.process.nll_and_hits(den, jax.random.key(seed + i), x, labels, tt)
+        out[f"accuracy_t{t:g}"] = float(jnp.mean(hits))
+        out[f"nll_t{t:g}"] = float(jnp.mean(nll))
+    return out
 
 
 def show(dataset, x, stem: str, title: str, seed: int = 0) -> str:

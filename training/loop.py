@@ -186,11 +186,7 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
                 checkpoint.save(mgr, step, state, config)
             if step % tc.eval_every == 0 or step == tc.steps:
                 if lead:
-                    ec = config.eval
-                    bar.write(
-                        f"evaluating step {step}: {ec.num_samples} samples, {ec.sampler} with "
-                        f"{ec.steps} steps, metrics against fresh data"
-                    )
+                    bar.write(f"evaluating step {step}: {evaluation_plan(config)}")
                     last = evaluate(comp, mesh_lib.to_host(state["ema_params"]), step, workdir)
                     writer.write(step, last)
                     plots.loss_curve(writer.records(), os.path.join(workdir, "loss.png"))
@@ -202,6 +198,16 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
     if lead and last:
         print(summary(config.name, step, last))
     return last
+
+
+def evaluation_plan(config) -> str:
+    """What an evaluation does, in words."""
+    ec = config.eval
+    if config.process.family == "classifier":
+        return f"accuracy on {ec.num_samples} held-out examples at several noise levels"
+    return (
+        f"{ec.num_samples} samples, {ec.sampler} with {ec.steps} steps, metrics against fresh data"
+    )
 
 
 def summary(name: str, step: int, m: dict) -> str:
@@ -224,6 +230,7 @@ def summary(name: str, step: int, m: dict) -> str:
             f"nll_per_token {m['nll_per_token']:.4f} (entropy {ref:.4f}, ratio "
             f"{m['nll_per_token'] / ref:.3f})"
         )
+    parts += [f"{k} {v:.3f}" for k, v in m.items() if k.startswith("accuracy_t")]
     for key in keys:
         if key in m:
             ref = m[f"{key}_data"]

@@ -11,8 +11,8 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from difflab import samplers
-from difflab.samplers import guidance, independent
-from difflab.training import particles, rewards
+from difflab.samplers import independent
+from difflab.training import guiding, particles, rewards
 from difflab.training.components import Components
 from difflab.training.mesh import gather, make_mesh, place
 from difflab.training.shards import chunk_ranges
@@ -38,6 +38,11 @@ def check_guidance_config(config, cfg_scale) -> None:
 def check_request(config, sampler, steps, num, eta, float32: bool, cfg_scale):
     """(sampler, steps, num) of a sampling request against a run's saved config, before anything
     is built: None takes the config's eval value; bad values are errors naming the flag."""
+    if config.process.family == "classifier":
+        raise ValueError(
+            f"{config.name!r} is a classifier run: it is not sampled, it guides a flow or "
+            f"diffusion run (sample.py --workdir=<that run> --classifier=<this run>)"
+        )
     sampler = sampler or config.eval.sampler
     samplers.check(config.process.family, sampler, eta, not float32)
     check_guidance_config(config, cfg_scale)
@@ -76,15 +81,21 @@ def compiled_sampler(
     experts=(),
     mesh: Mesh | None = None,
     per_sample: bool = True,
+    guide: guiding.Guide | None = None,
+    classifier=None,
+    observed: bool = False,
 ):
-    """The jitted (key, indices, params, cond, expert_params) -> (x, info) of one sampling setting
-    and `rows` samples, built once per setting and kept on the components. Without `steer` and
-    with per_sample each sample is drawn alone from key fold_in(key, index)
-    (`samplers.independent`) and info has one entry per sample; otherwise the `rows` samples
-    (particles) are one batch drawn from fold_in(key, indices[0]) (steer: from `key`)."""
+    """The jitted (key, indices, params, cond, expert_params, classifier_params, observed) ->
+    (x, info) of one sampling setting and `rows` samples, built once per setting and kept on the
+    components. Without `steer` and with per_sample each sample is drawn alone from key
+    fold_in(key, index) (`samplers.independent`) and info has one entry per sample; otherwise the
+    `rows` samples (particles) are one batch drawn from fold_in(key, indices[0]) (steer: from
+    `key`). guide: guidance (`training.guiding`), classifier: the Components of its classifier
+    run, observed: the call takes (values, known) rows."""
+    guide = guide or guiding.Guide()
     devices = () if mesh is None else tuple(d.id for d in mesh.devices.flat)
     setting = (sampler_name, int(steps), int(rows), eta, bool(float64), cfg_scale, steer, devices)
-    setting += (per_sample,)
+    setting += (per_sample, guide, id(classifier), bool(observed))
     setting += tuple(id(e) for e, _ in experts)
     cache = comp.compiled
     if setting not in cache:
@@ -92,27 +103,30 @@ def compiled_sampler(
         grid = samplers.grid(sampler_name, comp.process, steps)
         spread = mesh if mesh is not None and mesh.devices.size > 1 else None
 
-        def run(key, indices, params, cond, expert_params):
-            denoiser = comp.denoiser(params)
-            if cfg_scale is not None:
-                denoiser = guidance.classifier_free(denoiser, cfg_scale)
+        def run(key, indices, params, cond, expert_params, classifier_params, observation):
+            clf = None if classifier is None else (classifier, classifier_params)
+            denoiser = guiding.guided_denoiser(comp, guide, comp.denoiser(params), cfg_scale, clf)
+            process = guiding.guided_process(comp, guide, observation)
             if steer is None:
-                sampler = samplers.get(comp.config.process.family, sampler_name, eta, float64)
+                sampler = guiding.guided_sampler(comp, guide, sampler_name, eta, float64)
                 if per_sample:
                     keys = independent.sample_keys(key, indices)
                     sampler = independent.independent(sampler)
                 else:
                     keys = jax.random.fold_in(key, indices[0])
-                x, info = sampler(keys, denoiser, comp.process, shape, cond, grid)
+                x, info = sampler(keys, denoiser, process, shape, cond, grid)
             else:
                 others = [e.denoiser(p) for (e, _), p in zip(experts, expert_params, strict=True)]
                 sampler, denoiser = particles.sampler_and_denoiser(
                     comp, steer, sampler_name, eta, float64, denoiser, others, spread
                 )
-                x, info = sampler(key, denoiser, comp.process, shape, cond, grid)
-            # nfe: network passes of the whole batch; denoiser_calls: sampler steps that call it
-            passes = guidance.network_passes(denoiser)
-            return x, {**info, "nfe": info["nfe"] * passes, "denoiser_calls": info["nfe"]}
+                x, info = sampler(key, denoiser, process, shape, cond, grid)
+            # nfe: network passes of the whole batch; denoiser_calls: sampler steps that call it;
+            # classifier_calls: classifier passes of the whole batch
+            passes = guiding.passes(process, denoiser)
+            calls = getattr(denoiser, "guidance_calls", 0)
+            info = {**info, "nfe": info["nfe"] * passes, "denoiser_calls": info["nfe"]}
+            return x, info | ({"classifier_calls": info["denoiser_calls"] * calls} if calls else {})
 
         cache[setting] = jax.jit(run)
     return cache[setting]
@@ -157,6 +171,9 @@ def draw_chunks(
     devices=None,
     progress: bool = False,
     per_sample: bool = True,
+    guide: guiding.Guide | None = None,
+    classifier=None,
+    observed=None,
 ):
     """Yields (start, stop, x, info) for samples [start, stop) of `num`, in chunks of batch_size
     split over `devices` (default: this process's): sample i depends only on (seed, i), so any
@@ -165,6 +182,13 @@ def draw_chunks(
     per_sample=False."""
     samplers.check(comp.config.process.family, sampler_name, eta, float64)
     check_guidance_config(comp.config, cfg_scale)
+    guide = guide or guiding.Guide()
+    classifier_config = None if classifier is None else classifier[0].config
+    if observed is not None:
+        observed = guiding.checked_observation(comp, *observed, num)
+    guiding.check(comp.config, guide, sampler_name, eta, cfg_scale, classifier_config, observed)
+    if guide.classifier_scale and labels is None:
+        labels = np.arange(num) % classifier[0].num_classes
     rows = check_batch_size(batch_size, num, steer)
     per_sample = per_sample and steer is None
     if not per_sample and rows < num:
@@ -189,11 +213,27 @@ def draw_chunks(
     if comp.num_classes and labels is None:
         labels = np.arange(num) % comp.num_classes
     padded = -(-rows // mesh.devices.size) * mesh.devices.size  # whole rows per device
+    clf_comp, clf_params = (None, None) if classifier is None else classifier
     run = compiled_sampler(
-        comp, sampler_name, steps, padded, eta, float64, cfg_scale, steer, experts, mesh, per_sample
+        comp,
+        sampler_name,
+        steps,
+        padded,
+        eta,
+        float64,
+        cfg_scale,
+        steer,
+        experts,
+        mesh,
+        per_sample,
+        guide,
+        clf_comp,
+        observed is not None,
     )
     split, whole = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
-    params, expert_params = place((params, tuple(p for _, p in experts)), whole)
+    params, expert_params, clf_params = place(
+        (params, tuple(p for _, p in experts), clf_params), whole
+    )
     key = jax.random.key(seed)
     ranges = chunk_ranges(0, num, rows) if ranges is None else ranges
     if any(not 0 <= a < b <= min(a + rows, num) for a, b in ranges):
@@ -201,25 +241,44 @@ def draw_chunks(
     for start, stop in tqdm.tqdm(ranges, "sampling", disable=not progress, unit="batch"):
         indices = np.arange(start, start + padded)  # rows past `stop` pad the last chunk
         cond = None if labels is None else np.resize(np.asarray(labels)[start:stop], padded)
-        x, info = run(key, place(indices, split), params, place(cond, split), expert_params)
+        obs = None if observed is None else chunk_rows(observed, start, stop, padded)
+        x, info = run(
+            key,
+            place(indices, split),
+            params,
+            place(cond, split),
+            expert_params,
+            clf_params,
+            place(obs, split),
+        )
         x, info = gather((x, info))
         if per_sample:
             info = {k: v[: stop - start] for k, v in info.items()}
         yield start, stop, x[: stop - start], info
 
 
+def chunk_rows(arrays, start: int, stop: int, padded: int) -> tuple:
+    """Rows [start, stop) of each array, repeated to `padded` rows (the padded last chunk)."""
+    return tuple(np.resize(v[start:stop], (padded, *v.shape[1:])) for v in arrays)
+
+
 def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed: int, **kw):
     """`num` samples from `params` with the named sampler, as `draw_chunks` draws them
     (keywords: labels, eta, float64, cfg_scale, steer, experts, batch_size, devices, progress,
-    per_sample), joined: (x, info) as numpy arrays. Labels cycle over the classes.
+    per_sample, guide, classifier, observed), joined: (x, info) as numpy arrays. Labels cycle over
+    the classes (of the classifier under classifier guidance).
     float64=False: float32 categorical draws (discrete families), to measure their bias;
     cfg_scale: classifier-free guidance weight (conditional runs; 1 = plain conditional);
     steer: particle sampling (FK steering or Feynman-Kac correctors; `num` particles with the
     label steer.label), experts: (Components, params) of the other models of a product;
     batch_size: samples per compiled call; devices: the devices each batch is split over.
     Sample i depends only on (seed, i); per_sample=False draws the batch from one key instead (a
-    faster compile, for evaluation during training). info["nfe"] counts network passes (a CFG
-    call is two), info["denoiser_calls"] the calls."""
+    faster compile, for evaluation during training). guide: a `training.guiding.Guide`
+    (CFG interval, classifier / reward-gradient guidance, SVDD, prompt and measurement
+    guidance); classifier: (Components, params) of a classifier run; observed: (values, known)
+    rows (cycled over the samples) that condition every sample (prompts, infilling,
+    inpainting). info["nfe"] counts network passes (a CFG call is two), info["denoiser_calls"]
+    the calls, info["classifier_calls"] the classifier's passes."""
     parts = list(draw_chunks(comp, params, sampler_name, steps, num, seed, **kw))
     x = np.concatenate([p[2] for p in parts])
     batched = kw.get("steer") is not None or not kw.get("per_sample", True)

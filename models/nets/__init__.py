@@ -1,5 +1,6 @@
 """Flax NNX networks. `build(config, data_shape, num_classes)` makes the configured one:
-mlp, unet, dit (continuous data), transformer (tokens), count_mlp (counts).
+mlp, unet, dit (continuous data), transformer (tokens), count_mlp (counts), classifier_mlp
+(class logits of noisy data, for classifier guidance).
 
 Networks hold only `nnx.Param` state, so `nnx.split` gives a graph definition plus a plain
 pytree of float32 parameters; the compute dtype comes from `config.model.dtype`.
@@ -7,10 +8,13 @@ pytree of float32 parameters; the compute dtype comes from `config.model.dtype`.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from difflab.models.nets.classifier import ClassifierMLP
 from difflab.models.nets.counts import CountNet
 from difflab.models.nets.dit import DiT
 from difflab.models.nets.mlp import MLP
@@ -99,15 +103,24 @@ def _count_mlp(mc, shape, num_classes, dtype, rngs):
     return CountNet(shape[0], mc.width, mc.depth, num_classes, dtype=dtype, rngs=rngs)
 
 
+def _classifier_mlp(mc, shape, num_classes, dtype, rngs):
+    if num_classes < 2:
+        raise ValueError(f"a classifier needs labelled data with >= 2 classes, got {num_classes}")
+    dim = int(math.prod(shape))
+    return ClassifierMLP(dim, mc.width, mc.depth, num_classes, dtype=dtype, rngs=rngs)
+
+
 NETWORKS = {
     "mlp": _mlp,
     "unet": _unet,
     "dit": _dit,
     "transformer": _transformer,
     "count_mlp": _count_mlp,
+    "classifier_mlp": _classifier_mlp,
 }
 TOKEN_NETWORKS = ("transformer",)
 COUNT_NETWORKS = ("count_mlp",)  # output log-rates [B, D, 2] (the counts family)
+CLASSIFIER_NETWORKS = ("classifier_mlp",)  # output class logits [B, C] (the classifier family)
 
 
 def build(model_config, data_shape, num_classes: int, seed: int, vocab_size: int = 0) -> nnx.Module:

@@ -68,6 +68,8 @@ x, _ = run(
     mesh_lib.place(flow.init_params, whole),
     None,
     (),
+    None,
+    None,
 )
 out["flow_em"]["spread_over"] = len(x.sharding.device_set)
 print(json.dumps(out))

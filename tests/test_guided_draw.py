@@ -1,0 +1,89 @@
+"""Guidance through `training.sampling.draw` (what sample.py and Run.sample use): a classifier
+run guides a flow run, SVDD and reward-gradient guidance take named rewards, observations
+condition every sample, NFE counts every network and classifier pass, and settings a run cannot
+take are clear errors."""
+
+import numpy as np
+import pytest
+
+from difflab.configs import classifier_digits
+from difflab.configs.common import classifier_process
+from difflab.training.components import build
+from difflab.training.guiding import Guide
+from difflab.training.sampling import check_request, draw
+from tests.helpers import tiny_config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A tiny unconditional flow on labelled 2-D points and a classifier under its process."""
+    rng = np.random.default_rng(0)
+    path = str(tmp_path_factory.mktemp("data") / "points.npz")
+    labels = np.arange(64) % 4
+    np.savez(path, x=rng.normal(size=(64, 2)).astype(np.float32) + labels[:, None], label=labels)
+    flow = tiny_config()
+    flow.data.name, flow.data.path = "npz", path
+    clf = classifier_digits.get_config()
+    clf.data.name, clf.data.path = "npz", path
+    clf.model.width, clf.model.depth = 16, 1
+    clf.process = classifier_process(flow.process)
+    return build(flow), build(clf)
+
+
+def test_classifier_guidance_counts_classifier_passes(runs):
+    flow, clf = runs
+    guide = Guide(classifier_scale=2.0)
+    x, info = draw(
+        flow, flow.init_params, "euler", 4, 8, 0, guide=guide, classifier=(clf, clf.init_params)
+    )
+    assert x.shape == (8, 2) and np.isfinite(x).all()
+    assert int(info["nfe"]) == 4 and int(info["classifier_calls"]) == 4
+    plain, _ = draw(flow, flow.init_params, "euler", 4, 8, 0)
+    assert np.abs(x - plain).max() > 1e-4  # the gradient moved the samples
+
+
+def test_svdd_and_reward_gradient_through_draw(runs):
+    flow, _ = runs
+    guide = Guide(reward="target", reward_arg="3,3", svdd=4)
+    x, info = draw(flow, flow.init_params, "ddpm", 5, 6, 0, guide=guide)
+    assert x.shape == (6, 2) and int(info["nfe"]) == 5 + 4 * 4
+    guide = Guide(reward="target", reward_arg="3,3", reward_scale=1.0)
+    x, info = draw(flow, flow.init_params, "euler", 5, 6, 0, guide=guide)
+    assert np.isfinite(x).all() and int(info["nfe"]) == 5
+
+
+def test_inpainting_rows_condition_each_sample(runs):
+    flow, _ = runs
+    values = np.array([[1.5, 0.0], [-2.0, 0.0]], np.float32)
+    known = np.array([[True, False], [True, False]])
+    x, _ = draw(flow, flow.init_params, "ddpm", 6, 5, 0, observed=(values, known), batch_size=2)
+    np.testing.assert_allclose(x[:, 0], [1.5, -2.0, 1.5, -2.0, 1.5], atol=1e-5)
+
+
+def test_guidance_settings_the_run_cannot_take_are_errors(runs):
+    flow, clf = runs
+    with pytest.raises(ValueError, match="--classifier_scale needs --classifier"):
+        draw(flow, flow.init_params, "euler", 4, 8, 0, guide=Guide(classifier_scale=1.0))
+    with pytest.raises(ValueError, match="--svdd needs --reward"):
+        draw(flow, flow.init_params, "ddpm", 4, 8, 0, guide=Guide(svdd=4))
+    with pytest.raises(ValueError, match="stochastic step"):
+        draw(flow, flow.init_params, "euler", 4, 8, 0, guide=Guide(svdd=4, reward="target"))
+    with pytest.raises(ValueError, match="--cfg_interval sets where --cfg_scale applies"):
+        draw(flow, flow.init_params, "euler", 4, 8, 0, guide=Guide(cfg_interval=(0.2, 0.8)))
+    with pytest.raises(ValueError, match=r"--reward_guidance differentiates.*got 'total'"):
+        draw(flow, flow.init_params, "euler", 4, 8, 0, guide=Guide(reward="total", reward_scale=1))
+    with pytest.raises(ValueError, match="is a classifier run: it is not sampled"):
+        check_request(clf.config, None, None, None, None, False, None)
+    other = tiny_config()
+    other.process.path = "cosine"
+    with pytest.raises(ValueError, match="was trained under a flow process"):
+        draw(
+            build(other),
+            flow.init_params,
+            "euler",
+            4,
+            8,
+            0,
+            guide=Guide(classifier_scale=1),
+            classifier=(clf, clf.init_params),
+        )

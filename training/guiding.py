@@ -1,0 +1,212 @@
+"""Guidance of a run's sampler, as `sample.py` flags and `draw(..., guide=Guide(...))` build it
+(MATH.md §6): the CFG interval, classifier guidance with a trained noise-conditional classifier
+run, reward-gradient guidance, SVDD, and observations (masked prompts and infilling, Gaussian
+inpainting).
+
+Each is a transform of the run's denoiser or process (`samplers.guidance`,
+`samplers.observed`) or, for SVDD, a wrapper of the sampler's step (`samplers.svdd`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from difflab import samplers
+from difflab.samplers import guidance, svdd
+from difflab.samplers.observed import Observed, observe
+from difflab.training import rewards
+
+GAUSSIAN = ("flow", "diffusion")
+DIFFERENTIABLE_REWARDS = ("target", "class")  # JAX functions of the samples
+
+
+@dataclasses.dataclass(frozen=True)
+class Guide:
+    """One guidance setting (hashable: compiled samplers are kept per setting)."""
+
+    cfg_interval: tuple | None = None  # (t_lo, t_hi) of the CFG scale; 1 outside
+    classifier_scale: float = 0.0  # gamma of grad log p_phi(c | x_t, t) (a classifier run)
+    reward: str = ""  # the reward of reward_scale and svdd (training.rewards)
+    reward_arg: str = ""
+    reward_scale: float = 0.0  # rho of grad r(x_hat(x_t, t)) (Gaussian families)
+    svdd: int = 0  # SVDD candidates per step (0: off)
+    svdd_alpha: float = 0.0  # SVDD temperature (0: argmax)
+    prompt_scale: float | None = None  # masked prompts: SMDM's unsupervised guidance w
+    measurement_scale: float = 0.0  # Gaussian inpainting: the DPS score's scale
+    noise_std: float = 0.1  # Gaussian inpainting: the measurement noise
+    replace: bool = True  # Gaussian inpainting: x_hat = y at the observed coordinates
+
+    def name(self) -> str:
+        """A short name of the setting for output folders ('' when nothing is set)."""
+        parts = []
+        if self.cfg_interval is not None:
+            parts.append("cfgint{:g}-{:g}".format(*self.cfg_interval))
+        if self.classifier_scale:
+            parts.append(f"clf{self.classifier_scale:g}")
+        if self.reward_scale:
+            parts.append(f"rgrad{self.reward}{self.reward_arg}x{self.reward_scale:g}")
+        if self.svdd:
+            parts.append(f"svdd{self.svdd}a{self.svdd_alpha:g}{self.reward}{self.reward_arg}")
+        if self.prompt_scale is not None:
+            parts.append(f"prompt{self.prompt_scale:g}")
+        if self.measurement_scale:
+            parts.append(f"dps{self.measurement_scale:g}s{self.noise_std:g}")
+        if not self.replace:
+            parts.append("noreplace")
+        return "_".join(parts).replace(",", "-").replace(" ", "")
+
+
+def check(
+    config, guide: Guide, sampler_name: str, eta, cfg_scale, classifier=None, observed=None
+) -> None:
+    """Clear errors for a guidance setting the run cannot take (classifier: the classifier run's
+    config; observed: (values, known) or None)."""
+    family = config.process.family
+    if guide.cfg_interval is not None:
+        lo, hi = guide.cfg_interval
+        if cfg_scale is None:
+            raise ValueError("--cfg_interval sets where --cfg_scale applies; give --cfg_scale")
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"--cfg_interval={lo},{hi} must satisfy 0 <= t_lo <= t_hi <= 1")
+    gradient = guide.classifier_scale or guide.reward_scale or guide.measurement_scale
+    if gradient and family not in GAUSSIAN:
+        raise ValueError(
+            f"classifier, reward-gradient and measurement guidance add to the score of a Gaussian "
+            f"family {GAUSSIAN}; {config.name!r} is {family!r} (use --svdd for derivative-free "
+            f"guidance)"
+        )
+    if guide.classifier_scale:
+        check_classifier(config, classifier)
+    elif classifier is not None:
+        raise ValueError("--classifier needs --classifier_scale (the guidance scale gamma)")
+    if guide.reward_scale and guide.reward not in DIFFERENTIABLE_REWARDS:
+        raise ValueError(
+            f"--reward_guidance differentiates the reward: use --reward in "
+            f"{DIFFERENTIABLE_REWARDS}, got {guide.reward!r}"
+        )
+    if guide.svdd:
+        svdd.check(guide.svdd, guide.svdd_alpha)
+        samplers.smc_step(family, sampler_name, eta)
+        if not guide.reward:
+            raise ValueError(f"--svdd needs --reward (one of {sorted(rewards.REWARDS)})")
+    if (guide.prompt_scale is not None or guide.measurement_scale) and observed is None:
+        raise ValueError(
+            "--prompt_scale and --measurement_scale need an observation (--prompt or --observed)"
+        )
+    if guide.prompt_scale is not None and family != "masked":
+        raise ValueError(f"--prompt_scale guides masked models; {config.name!r} is {family!r}")
+
+
+def check_classifier(config, classifier) -> None:
+    """A classifier run trained under this run's forward process."""
+    if classifier is None:
+        raise ValueError("--classifier_scale needs --classifier (the workdir of a classifier run)")
+    if classifier.process.family != "classifier":
+        raise ValueError(
+            f"--classifier must be a run of the 'classifier' family (configs/classifier_digits.py)"
+            f", got {classifier.name!r} of family {classifier.process.family!r}"
+        )
+    ignore = ("family", "noise_family", "label_dropout")
+    own = {k: v for k, v in config.process.to_dict().items() if k not in ignore}
+    theirs = {k: v for k, v in classifier.process.to_dict().items() if k not in ignore}
+    same_family = classifier.process.noise_family == config.process.family
+    if not same_family or any(theirs.get(k) != v for k, v in own.items()):
+        raise ValueError(
+            f"classifier {classifier.name!r} was trained under a {classifier.process.noise_family}"
+            f" process {theirs}; {config.name!r} samples a {config.process.family} process {own}"
+        )
+
+
+def classifier_log_probs(classifier, params):
+    """log p_phi(. | x_t, t) [B, C] of a classifier run's (Components, params)."""
+    net = classifier.denoiser(params)
+    return lambda x, t: classifier.process.log_probs(net(x, t))
+
+
+def guided_denoiser(comp, guide: Guide, denoiser, cfg_scale, classifier=None):
+    """The run's denoiser with CFG (and its interval), classifier and reward-gradient guidance.
+    classifier: (Components, params) of a classifier run."""
+    if cfg_scale is not None:
+        denoiser = guidance.classifier_free(denoiser, cfg_scale, guide.cfg_interval)
+    if guide.classifier_scale:
+        potential = guidance.classifier_potential(classifier_log_probs(*classifier))
+        denoiser = guidance.gradient(
+            denoiser, comp.process, potential, guide.classifier_scale, calls=1
+        )
+    if guide.reward_scale:
+        reward = rewards.build(guide.reward, guide.reward_arg, comp.dataset)
+        potential = guidance.reward_potential(comp.process, reward)
+        denoiser = guidance.gradient(denoiser, comp.process, potential, guide.reward_scale)
+    return denoiser
+
+
+def guided_process(comp, guide: Guide, observed):
+    """The run's process, conditioned on observed = (values, known) rows if given."""
+    if observed is None:
+        return comp.process
+    values, known = observed
+    if comp.config.process.family == "masked":
+        return Observed(values, known, comp.process, prompt_scale=guide.prompt_scale)
+    return Observed(
+        values,
+        known,
+        comp.process,
+        replace=guide.replace,
+        measurement_scale=guide.measurement_scale,
+        noise_std=guide.noise_std,
+    )
+
+
+def guided_sampler(comp, guide: Guide, sampler_name, eta, float64):
+    """The named sampler, or SVDD-PM around its step with the guide's reward."""
+    family = comp.config.process.family
+    if not guide.svdd:
+        return samplers.get(family, sampler_name, eta, float64)
+    reward = rewards.build(guide.reward, guide.reward_arg, comp.dataset)
+    value = svdd.posterior_mean_value(reward, svdd.estimate_for(family))
+    step = samplers.smc_step(family, sampler_name, eta, float64)
+    return svdd.svdd(step, value, guide.svdd, guide.svdd_alpha)
+
+
+def passes(process, denoiser) -> int:
+    """Network passes per denoiser call (CFG and prompt guidance double the batch)."""
+    if isinstance(process, Observed):
+        return process.passes(denoiser)
+    return guidance.network_passes(denoiser)
+
+
+def checked_observation(comp, values, known, num: int):
+    """(values, known) [num, ...] from rows that cycle (one row: every sample), checked against
+    the data shape and the process."""
+    values, known = np.asarray(values), np.asarray(known, bool)
+    shape = tuple(comp.dataset.shape)
+    if values.shape[1:] != shape or known.shape != values.shape:
+        raise ValueError(
+            f"observed values {values.shape} and known mask {known.shape} must be [rows, "
+            f"{', '.join(map(str, shape))}] like the data"
+        )
+    observe(comp.process, values, known)  # its checks: tokens in range, the family
+    index = np.arange(num) % len(values)
+    return values[index], known[index]
+
+
+def text_prompt(dataset, text: str, num: int):
+    """(values, known) that put `text` at the start of every sequence of a text data set."""
+    vocab = [v.decode() if isinstance(v, bytes) else v for v in getattr(dataset, "vocab", ())]
+    if not vocab or dataset.kind != "tokens":
+        raise ValueError(
+            f"--prompt needs a text data set with a vocabulary; {dataset.name!r} has none"
+        )
+    missing = sorted(set(text) - set(vocab))
+    if missing:
+        raise ValueError(f"--prompt={text!r} has characters outside the vocabulary: {missing}")
+    length = dataset.shape[0]
+    if not 0 < len(text) < length:
+        raise ValueError(f"--prompt must have 1 to {length - 1} characters, got {len(text)}")
+    values = np.zeros((num, length), np.int32)
+    values[:, : len(text)] = [vocab.index(c) for c in text]
+    known = np.zeros((num, length), bool)
+    known[:, : len(text)] = True
+    return values, known
