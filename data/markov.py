@@ -86,11 +86,22 @@ class MarkovChain:
         mask or v, else NEG. It does not depend on t (the exact denoiser is time-agnostic).
         """
         v = self.vocab_size
-        log_pi0 = jnp.log(jnp.asarray(self.pi0, jnp.float32))
-        log_p = jnp.log(jnp.asarray(self.transition, jnp.float32))
         obs = jnp.where(
             (z[..., None] == mask_id) | (z[..., None] == jnp.arange(v)), 0.0, NEG
         )  # [B, L, V]
+        return self.smoothing(obs)
+
+    def onehot_logits(self, h: jax.Array) -> jax.Array:
+        """`denoiser_logits` of one-hot inputs h [B, L, V + 1] (last: the mask), differentiable
+        in h: e_i(v) = log(h_iv + h_im) (floored at 1e-30), the relaxation a first-order
+        classifier guidance differentiates (MATH.md §6.2)."""
+        return self.smoothing(jnp.log(jnp.maximum(h[..., :-1] + h[..., -1:], 1e-30)))
+
+    def smoothing(self, obs: jax.Array) -> jax.Array:
+        """log p(x^i = v | e) [B, L, V], the chain's smoothing marginals under log-evidence
+        obs [B, L, V]."""
+        log_pi0 = jnp.log(jnp.asarray(self.pi0, jnp.float32))
+        log_p = jnp.log(jnp.asarray(self.transition, jnp.float32))
 
         def fwd(a, e):
             a = jax.nn.logsumexp(a[:, :, None] + log_p[None], axis=1) + e
