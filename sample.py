@@ -93,6 +93,15 @@ _MEASUREMENT_SCALE = flags.DEFINE_float(
     "measurement_scale", 0.0, "Gaussian inpainting: scale of the DPS measurement score"
 )
 _NOISE_STD = flags.DEFINE_float("noise_std", 0.1, "Gaussian inpainting: measurement noise std")
+_GRADIENT_INTERVAL = flags.DEFINE_list(
+    "guidance_interval",
+    ["0", "0.95"],
+    "t_lo,t_hi where classifier, reward-gradient and measurement guidance act (their weight "
+    "sigma_t^2 / alpha_t diverges at t = 1)",
+)
+_UNCONDITIONAL = flags.DEFINE_bool(
+    "unconditional", False, "conditional runs: sample the null-label (unconditional) model"
+)
 _REPLACE = flags.DEFINE_bool(
     "replace", True, "Gaussian inpainting: the denoised estimate takes the observed values"
 )
@@ -155,16 +164,7 @@ def guide_setting():
     """The guidance setting of the flags."""
     from difflab.training.guiding import Guide
 
-    interval = None
-    if _CFG_INTERVAL.value is not None:
-        try:
-            interval = tuple(float(v) for v in _CFG_INTERVAL.value)
-        except ValueError:
-            interval = ()
-        if len(interval) != 2:
-            raise ValueError(
-                f"--cfg_interval must be two numbers t_lo,t_hi, got {_CFG_INTERVAL.value}"
-            )
+    interval = None if _CFG_INTERVAL.value is None else pair("cfg_interval", _CFG_INTERVAL.value)
     return Guide(
         cfg_interval=interval,
         classifier_scale=_CLASSIFIER_SCALE.value,
@@ -177,7 +177,20 @@ def guide_setting():
         measurement_scale=_MEASUREMENT_SCALE.value,
         noise_std=_NOISE_STD.value,
         replace=_REPLACE.value,
+        unconditional=_UNCONDITIONAL.value,
+        gradient_interval=pair("guidance_interval", _GRADIENT_INTERVAL.value),
     )
+
+
+def pair(flag: str, values) -> tuple:
+    """Two numbers t_lo,t_hi of a list flag."""
+    try:
+        out = tuple(float(v) for v in values)
+    except ValueError:
+        out = ()
+    if len(out) != 2:
+        raise ValueError(f"--{flag} must be two numbers t_lo,t_hi, got {','.join(values)}")
+    return out
 
 
 def observation(dataset, num: int):

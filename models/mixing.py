@@ -44,14 +44,14 @@ def classifier_free(denoiser, scale: float, interval=None):
     return guided
 
 
-def interval_scale(scale: float, interval, t, like):
-    """w where t lies in interval = (t_lo, t_hi) (everywhere if None), else 1, shaped to
-    broadcast against `like` [B, ...]."""
+def interval_scale(scale: float, interval, t, like, outside: float = 1.0):
+    """w where t lies in interval = (t_lo, t_hi) (everywhere if None), else `outside` (CFG: 1,
+    the conditional model), shaped to broadcast against `like` [B, ...]."""
     if interval is None:
         return scale
     t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), like.shape[:1])
     inside = (t >= interval[0]) & (t <= interval[1])
-    return jnp.where(inside, scale, 1.0).reshape(t.shape + (1,) * (like.ndim - 1))
+    return jnp.where(inside, scale, outside).reshape(t.shape + (1,) * (like.ndim - 1))
 
 
 def network_passes(denoiser) -> int:

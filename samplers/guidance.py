@@ -55,7 +55,7 @@ def score_shifted(process, pred, x, t, delta):
 def gradient(denoiser, process, log_potential, scale: float, interval=None, calls: int = 0):
     """The denoiser whose score is s_hat + scale grad_x log h(x_t, t, c), log_potential(x, t,
     cond, pred) -> [B] (pred: the denoiser's output at (x, t), for potentials at the denoised
-    estimate). interval = (t_lo, t_hi): guide only there. One network call per call (with the
+    estimate). interval = (t_lo, t_hi): guide only there (the plain score elsewhere). One network call per call (with the
     backward pass when log h depends on pred); `calls` counts the potential's own model calls
     (a classifier) per call, reported as `guidance_calls`."""
 
@@ -65,7 +65,7 @@ def gradient(denoiser, process, log_potential, scale: float, interval=None, call
             return jnp.sum(log_potential(x, t, cond, pred)), pred
 
         grad, pred = jax.grad(objective, has_aux=True)(x)
-        w = interval_scale(scale, interval, t, x) if interval is not None else scale
+        w = interval_scale(scale, interval, t, x, outside=0.0)
         return score_shifted(process, pred, x, t, w * grad)
 
     guided.network_passes = network_passes(denoiser)

@@ -12,7 +12,8 @@ positions ([B, ...] each, one row per sample); every sampler runs on it unchange
 - Gaussian families: the prior's known coordinates are alpha_t y + sigma_t eps, and the
   denoised estimate is replaced there by y (`replace`, the x0 form of replacement inpainting: the
   known coordinates follow q(z_s | z_t, y) and end at y); measurement_scale = rho adds the DPS
-  score rho grad log N(y; A x_hat, s^2) for A = restriction to the known coordinates (§6.3).
+  score rho grad log N(y; A x_hat, s^2) for A = restriction to the known coordinates (§6.3), on
+  measurement_interval = (t_lo, t_hi) if given.
 
 The process is a pytree whose leaves are (values, known), so `samplers.independent` draws each
 sample with its own row.
@@ -44,6 +45,7 @@ class Observed:
     replace: bool = dataclasses.field(default=True, metadata=STATIC)
     measurement_scale: float = dataclasses.field(default=0.0, metadata=STATIC)
     noise_std: float = dataclasses.field(default=0.1, metadata=STATIC)
+    measurement_interval: tuple | None = dataclasses.field(default=None, metadata=STATIC)
 
     batched = True  # samplers.independent gives each sample its own row of the leaves
 
@@ -74,7 +76,13 @@ class Observed:
             potential = guidance.measurement_potential(
                 self.process, self.values, self.known, self.noise_std
             )
-            den = guidance.gradient(denoiser, self.process, potential, self.measurement_scale)
+            den = guidance.gradient(
+                denoiser,
+                self.process,
+                potential,
+                self.measurement_scale,
+                self.measurement_interval,
+            )
         pred = den(x, t, cond)
         if not self.replace:
             return pred

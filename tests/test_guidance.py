@@ -230,3 +230,15 @@ def test_masked_classifier_guidance_exact_vs_first_order():
     tv_first, hit_first = law(False)
     assert tv_exact < 0.035 and hit_exact == 1.0
     assert tv_first > 0.3 and hit_first > 0.45
+
+
+def test_gradient_guidance_acts_only_inside_its_interval():
+    """Outside (t_lo, t_hi) the guided prediction is the plain one (scale 0, not 1)."""
+    process = GAUSSIAN["flow_linear"]
+    den = oracles.exact_denoiser(GMM1, process)
+    guided = guidance.gradient(den, process, exact_classifier(process), 2.0, (0.0, 0.5))
+    x, cond = jnp.full((2, 1), 1.0), jnp.full((2,), 2)
+    t = jnp.array([0.3, 0.8])
+    out, plain = guided(x, t, cond), den(x, t)
+    assert abs(float(out[0, 0] - plain[0, 0])) > 1e-2
+    np.testing.assert_allclose(out[1], plain[1], atol=1e-6)
