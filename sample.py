@@ -268,7 +268,9 @@ def sample():
     setting = dict(run=run.config.name, checkpoint=run.step, sampler=sampler, steps=steps)
     setting |= dict(eta=eta, cfg_scale=cfg, float32=_FLOAT32.value, seed=_SEED.value, num=num)
     common = (run.components, run.params, sampler, steps, num, _SEED.value)
-    setting |= dict(guide=dataclasses.asdict(guide), classifier=_CLASSIFIER.value)
+    # as JSON holds it (tuples become lists), so that a rerun's setting compares equal
+    setting |= dict(guide=json.loads(json.dumps(dataclasses.asdict(guide))))
+    setting |= dict(classifier=_CLASSIFIER.value)
     setting |= dict(prompt=_PROMPT.value, observed=_OBSERVED.value)
     settings = dict(labels=labels, eta=_ETA.value, float64=not _FLOAT32.value, cfg_scale=cfg)
     settings |= dict(guide=guide, observed=observed)

@@ -55,9 +55,9 @@ def score_shifted(process, pred, x, t, delta):
 def gradient(denoiser, process, log_potential, scale: float, interval=None, calls: int = 0):
     """The denoiser whose score is s_hat + scale grad_x log h(x_t, t, c), log_potential(x, t,
     cond, pred) -> [B] (pred: the denoiser's output at (x, t), for potentials at the denoised
-    estimate). interval = (t_lo, t_hi): guide only there (the plain score elsewhere). One network call per call (with the
-    backward pass when log h depends on pred); `calls` counts the potential's own model calls
-    (a classifier) per call, reported as `guidance_calls`."""
+    estimate). interval = (t_lo, t_hi): guide only there (the plain score elsewhere). One
+    network call per call (with the backward pass when log h depends on pred); `calls` counts
+    the potential's own model calls (a classifier) per call, reported as `guidance_calls`."""
 
     def guided(x, t, cond=None):
         def objective(x):

@@ -103,7 +103,9 @@ def svdd(step: Step, value, candidates: int = 10, alpha: float = 0.0, value_call
             keys = jax.random.split(k_move, candidates)
             cands = jax.vmap(lambda kk: step.move(kk, fixed, x, t, s))(keys)  # [M, B, ...]
             flat = cands.reshape(candidates * batch, *cands.shape[2:])
-            wide = Bound(denoiser, _repeat(process, candidates), _repeat(cond, candidates))
+            wide = Bound(
+                denoiser, _repeat(process, candidates, x.ndim), _repeat(cond, candidates, 1)
+            )
             values = value(k_value, wide, flat, s).reshape(candidates, batch)
             pick = select(k_pick, values, alpha)
             return jnp.take_along_axis(cands, pick.reshape(1, batch, *[1] * (x.ndim - 1)), 0)[0]
@@ -116,8 +118,14 @@ def svdd(step: Step, value, candidates: int = 10, alpha: float = 0.0, value_call
     return sampler
 
 
-def _repeat(tree, m: int):
-    """A condition (or an observed process's per-row leaves) for M stacked copies of the batch."""
+def _repeat(tree, m: int, batched_ndim: int):
+    """A condition (or an observed process's per-row leaves) for M stacked copies of the batch:
+    leaves with batched_ndim axes have a batch axis and are tiled; others (a single sample's
+    observation under `independent`) broadcast as they are."""
     if tree is None or not (isinstance(tree, jax.Array) or getattr(tree, "batched", False)):
         return tree
-    return jax.tree.map(lambda v: jnp.tile(v, (m,) + (1,) * (v.ndim - 1)), tree)
+
+    def tile(v):
+        return jnp.tile(v, (m,) + (1,) * (v.ndim - 1)) if v.ndim == batched_ndim else v
+
+    return jax.tree.map(tile, tree)

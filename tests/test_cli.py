@@ -64,6 +64,17 @@ def test_train_then_sample(tmp_path):
     assert result["nfe"] == 10 and np.isfinite(result["log_z"]) and result["min_ess"] >= 1
     assert (out / "samples.npz").exists()
 
+    # SVDD with a named reward, on the observed x^0 = 0.5 of every sample (inpainting)
+    np.savez(tmp_path / "obs.npz", x=np.array([[0.5, 0.0]]), known=np.array([[True, False]]))
+    svdd = ["--sampler=ddpm", "--steps=5", "--svdd=2", "--reward=target", "--reward_arg=1,-1"]
+    observed = [f"--observed={tmp_path / 'obs.npz'}", "--num_samples=20"]
+    s = run_sample([f"--workdir={work}", *svdd, *observed])
+    assert s.returncode == 0, s.stderr[-3000:]
+    name = "ddpm_5steps_seed0_ckpt100_svdd2a0target1--1_observed-obs"
+    result = json.load(open(work / "samples" / name / "metrics.json"))
+    assert result["nfe"] == 5 + 2 * 4 and result["guide"]["svdd"] == 2
+    np.testing.assert_allclose(np.load(work / "samples" / name / "samples.npz")["x"][:, 0], 0.5)
+
     bad = run_sample([f"--workdir={work}", "--sampler=first_hitting"])
     message = "sampler 'first_hitting' is not available for the 'flow'"
     assert bad.returncode != 0 and one_line_error(bad.stderr, message), bad.stderr

@@ -43,14 +43,21 @@ class Run:
         batch_size=None,
         devices=None,
         progress=False,
+        guide=None,
+        classifier=None,
+        observed=None,
     ):
         """(samples, info) as numpy arrays: `training.sampling.draw` with this run's parameters;
-        experts are other `Run`s (products of experts under steer)."""
+        experts are other `Run`s (products of experts under steer), classifier a classifier
+        `Run` (classifier guidance, with guide=Guide(classifier_scale=...)), observed (values,
+        known) rows that condition the samples (prompts, infilling, inpainting)."""
         experts = [(e.components, e.params) for e in experts]
+        classifier = None if classifier is None else (classifier.components, classifier.params)
         return draw(
             self.components, self.params, sampler, steps, num, seed, labels=labels, eta=eta,
             float64=float64, cfg_scale=cfg_scale, steer=steer, experts=experts,
-            batch_size=batch_size, devices=devices, progress=progress,
+            batch_size=batch_size, devices=devices, progress=progress, guide=guide,
+            classifier=classifier, observed=observed,
         )  # fmt: skip
 
 
