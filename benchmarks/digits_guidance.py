@@ -2,7 +2,7 @@
 scale, and inpainting of held-out digits from their upper half.
 
 python benchmarks/digits_guidance.py --workdir runs/flow_digits \
-    --classifier runs/classifier_digits [--num_samples 1000] [--sampler euler --steps 50]
+    --classifier runs/classifier_digits [--num_samples 800] [--sampler euler --steps 50]
 
 Every sample is scored by the project's digit classifier (metrics.frechet, trained on clean
 digits; not the guiding classifier): guidance rows report how often it recognises the class the
@@ -18,7 +18,7 @@ from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/flow_digits", "class-conditional digits run")
 _CLASSIFIER = flags.DEFINE_string("classifier", "runs/classifier_digits", "classifier run")
-_NUM = flags.DEFINE_integer("num_samples", 1000, "samples per guidance setting")
+_NUM = flags.DEFINE_integer("num_samples", 800, "samples per guidance setting (data: 1617)")
 _SAMPLER = flags.DEFINE_string("sampler", "euler", "sampler")
 _STEPS = flags.DEFINE_integer("steps", 50, "sampling steps")
 _REPEATS = flags.DEFINE_integer("inpaint_repeats", 5, "completions per held-out digit")
@@ -68,7 +68,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     import numpy as np
 
-    from difflab import data
+    from difflab import data, metrics
     from difflab.benchmarks.common import write_result
     from difflab.metrics import frechet
     from difflab.training import plots
@@ -77,9 +77,11 @@ def main(argv):
 
     run, clf = load_run(_WORKDIR.value), load_run(_CLASSIFIER.value)
     comp, n = run.components, _NUM.value
-    ref = comp.dataset.reference(n, 0)
-    labels = np.arange(n) % comp.num_classes
-    data_fd = frechet.frechet_distance(comp.dataset.reference(n, 1), ref)
+    # two disjoint halves of the training digits: samples are compared with the first and drawn
+    # with the class mix of the second, so FD(second, first) is the data-vs-data reference
+    halves = comp.dataset.reference(2 * n, 0)
+    ref, data_fd = halves[:n], frechet.frechet_distance(halves[n:], halves[:n])
+    labels = metrics.sampling_labels(comp.dataset, n, 0)
     classifier = (clf.components, clf.params)
     cfg_rows, clf_rows, grids = [], [], []
     for w in CFG_SCALES:

@@ -9,6 +9,7 @@ import pytest
 
 from difflab.data import markov
 from difflab.models import continuous, masked
+from difflab.models.counts import NEG, CountFlow
 from difflab.samplers import discrete, solvers, steering, svdd
 
 CHAIN = markov.toy_chain()
@@ -93,3 +94,22 @@ def test_svdd_settings_are_checked():
         svdd.svdd(discrete.ancestral_step(), exact_value(1.0), 4, -1.0)
     with pytest.raises(ValueError, match="one network evaluation"):
         svdd.svdd(solvers.Step(solvers.heun_move, nfe=2), exact_value(1.0))
+
+
+def test_svdd_pm_steers_a_count_model():
+    """Counts, tau-leaping candidates from a pure-birth process (rate 2 from 0: Poisson(2)),
+    reward = the count at the rate-implied estimate: M = 8 with alpha = 0 raises the mean count
+    well above 2 (> 3); the plain draw (M = 1) keeps it near 2."""
+    process = CountFlow(source="zeros")
+
+    def den(x, t, cond=None):
+        return jnp.stack(jnp.broadcast_arrays(jnp.log(2.0), NEG + 0.0 * x), axis=-1)
+
+    value = svdd.posterior_mean_value(lambda x: jnp.sum(x, -1), svdd.count_estimate)
+    grid = solvers.uniform_grid(10, 1.0, process.t_min)
+    means = {}
+    for m in (1, 8):
+        sampler = svdd.svdd(solvers.Step(discrete.tau_leap_move, nfe=1), value, m, 0.0)
+        run = jax.jit(lambda k, f=sampler: f(k, den, process, (2000, 1), None, grid))
+        means[m] = float(np.mean(run(jax.random.key(0))[0]))
+    assert abs(means[1] - 2.0) < 0.15 and means[8] > 3.0
