@@ -82,6 +82,9 @@ _REWARD_GUIDANCE = flags.DEFINE_float(
 )
 _SVDD = flags.DEFINE_integer("svdd", 0, "SVDD: candidates per step, valued by --reward (0: off)")
 _SVDD_ALPHA = flags.DEFINE_float("svdd_alpha", 0.0, "SVDD temperature alpha (0: argmax)")
+_VALUE = flags.DEFINE_string(
+    "value", None, "SVDD-MC: workdir of a value run (configs/value_*.py) instead of --reward"
+)
 _PROMPT = flags.DEFINE_string("prompt", None, "text runs: the text every sample starts with")
 _OBSERVED = flags.DEFINE_string(
     "observed", None, ".npz with x (values) and known (bool mask) rows: infilling / inpainting"
@@ -166,6 +169,7 @@ def guide_setting():
 
     interval = None if _CFG_INTERVAL.value is None else pair("cfg_interval", _CFG_INTERVAL.value)
     return Guide(
+        learned_values=_VALUE.value is not None,
         cfg_interval=interval,
         classifier_scale=_CLASSIFIER_SCALE.value,
         reward=(_REWARD.value or "") if (_REWARD_GUIDANCE.value or _SVDD.value) else "",
@@ -257,10 +261,13 @@ def sample():
     out = _OUT.value or os.path.join(_WORKDIR.value, "samples", name)
     if _CLASSIFIER.value is not None:
         guiding.check_classifier(config, load_config(_CLASSIFIER.value)[0])
+    if _VALUE.value is not None:
+        guiding.check_value(config, guide, load_config(_VALUE.value)[0])
 
     run = load_run(_WORKDIR.value, step)
     experts = [load_run(w) for w in _EXPERTS.value]
     classifier = None if _CLASSIFIER.value is None else load_run(_CLASSIFIER.value)
+    value = None if _VALUE.value is None else load_run(_VALUE.value)
     observed = observation(run.components.dataset, num)
     labels = metrics.sampling_labels(run.components.dataset, num, _SEED.value)
     if not run.components.num_classes:
@@ -270,13 +277,14 @@ def sample():
     common = (run.components, run.params, sampler, steps, num, _SEED.value)
     # as JSON holds it (tuples become lists), so that a rerun's setting compares equal
     setting |= dict(guide=json.loads(json.dumps(dataclasses.asdict(guide))))
-    setting |= dict(classifier=_CLASSIFIER.value)
+    setting |= dict(classifier=_CLASSIFIER.value, value=_VALUE.value)
     setting |= dict(prompt=_PROMPT.value, observed=_OBSERVED.value)
     settings = dict(labels=labels, eta=_ETA.value, float64=not _FLOAT32.value, cfg_scale=cfg)
     settings |= dict(guide=guide, observed=observed)
     settings |= dict(
         classifier=None if classifier is None else (classifier.components, classifier.params)
     )
+    settings |= dict(value=None if value is None else (value.components, value.params))
     if steer is None:  # streamed to shards; a rerun draws only the missing ones
         folder = os.path.join(out, "shards")
         if lead:
@@ -321,6 +329,8 @@ def sample():
         **{k: float(info[k]) for k in ("classifier_calls",) if k in info},
         **({"guide": dataclasses.asdict(guide)} if guide.name() else {}),
         **({"classifier": _CLASSIFIER.value} if _CLASSIFIER.value else {}),
+        **({"value": _VALUE.value} if _VALUE.value else {}),
+        **{k: float(info[k]) for k in ("value_calls",) if k in info},
         **({"prompt": _PROMPT.value} if _PROMPT.value else {}),
         **({"observed": _OBSERVED.value} if _OBSERVED.value else {}),
         **metrics.report(x, run.components.dataset, n=min(len(x), METRIC_ROWS), seed=_SEED.value),

@@ -52,7 +52,7 @@ def masked_toy(n):
         return value
 
     def draw(m, alpha, value):
-        sampler = svdd.svdd(discrete.ancestral_step(), value, m, alpha, 0)
+        sampler = svdd.svdd(discrete.ancestral_step(), value, m, alpha, denoiser_values=False)
         grid = solvers.uniform_grid(64)
         run = jax.jit(lambda k: sampler(k, chain.denoiser(mask), process, (n, length), None, grid))
         return np.asarray(run(jax.random.key(0))[0])
@@ -132,7 +132,7 @@ def gaussian_mixture(n):
     grid = solvers.uniform_grid(100, 1.0, process.t_min)
     rows = []
     for m in CANDIDATES:
-        sampler = svdd.svdd(step, exact_value, m, alpha, 0)
+        sampler = svdd.svdd(step, exact_value, m, alpha, denoiser_values=False)
         x = jax.jit(lambda k, f=sampler: f(k, den, process, (n, 1), None, grid))(jax.random.key(0))
         x = np.asarray(x[0])[:, 0]
         rows.append(

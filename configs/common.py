@@ -49,6 +49,18 @@ def classifier_process(noise: ml_collections.ConfigDict) -> ml_collections.Confi
     return p
 
 
+def value_process(noise: ml_collections.ConfigDict, reward: str, reward_arg: str = ""):
+    """A noise-conditional value f(x_t, t) ~ E[r(x_0) | x_t] under `noise`, the forward process
+    of the model whose rollouts it learns from (SVDD-MC, MATH.md §6.4): its fields, family
+    "value", and the named reward (training.rewards)."""
+    p = ml_collections.ConfigDict(noise.to_dict())
+    p.noise_family = noise.family
+    p.family = "value"
+    p.reward = reward
+    p.reward_arg = reward_arg
+    return p
+
+
 def masked_process() -> ml_collections.ConfigDict:
     """Masked (absorbing-state) diffusion for tokens (MATH.md §3; defaults §3.6)."""
     p = ml_collections.ConfigDict()

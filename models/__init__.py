@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from difflab.models import classifier, continuous, counts, flow, masked, shortcut
+from difflab.models import classifier, continuous, counts, flow, masked, shortcut, value
 
 
 def split(net: nnx.Module):
@@ -47,6 +47,10 @@ PROCESSES = {
 # noise-conditional classifiers for classifier guidance, under a Gaussian family's forward process
 PROCESSES["classifier"] = lambda config, vocab_size, source: classifier.build_process(
     config, PROCESSES
+)
+# noise-conditional value networks for SVDD-MC, under any family's forward process
+PROCESSES["value"] = lambda config, vocab_size, source: value.build_process(
+    config, PROCESSES, vocab_size, source
 )
 
 

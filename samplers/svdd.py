@@ -9,7 +9,8 @@ Euler-Maruyama, DDIM eta > 0, masked ancestral, count tau-leaping):
 4. x_s = x_s^(m*).
 
 Values `value(key, model, x, s) -> [B]`: `posterior_mean_value` (SVDD-PM: the reward at the
-denoised estimate, one network call on the M B candidates), or any exact / learned soft value.
+denoised estimate, one network call on the M B candidates), `network_value` (SVDD-MC: a value
+network trained by `train.py` on the model's rollouts, `models.value`), or any exact soft value.
 On the last step (s at the process's t_min) the value is the reward itself (v_0 = r). With exact
 values, alpha > 0 and M -> infinity each step samples the optimal kernel and the output follows
 the target; at finite M the bias is O(1 / M). Rewards may be JAX functions or host functions
@@ -57,6 +58,18 @@ def posterior_mean_value(reward, estimate):
     return value
 
 
+def network_value(values):
+    """SVDD-MC: v_s(x) = f_psi(x, s) from values(x, s) -> [B] (a value network, regressed on
+    rewards of rollouts: the alpha -> infinity soft value E[r(x_0) | x_s]). On the last step the
+    network is still used (it was trained down to t_min)."""
+
+    def value(key, model, x, s):
+        del key, model
+        return values(x, s).astype(jnp.float32)
+
+    return value
+
+
 def gaussian_estimate(model, pred, x, t):
     """Tweedie's x_hat = E[x_0 | x_t]."""
     return model.process.x0_eps(pred, x, jnp.broadcast_to(t, x.shape[:1]))[0]
@@ -82,11 +95,12 @@ def estimate_for(family: str):
     return ESTIMATES.get(family, gaussian_estimate)
 
 
-def svdd(step: Step, value, candidates: int = 10, alpha: float = 0.0, value_calls: int = 1):
+def svdd(step: Step, value, candidates: int = 10, alpha: float = 0.0, denoiser_values: bool = True):
     """The SVDD sampler `sampler(key, denoiser, process, shape, cond, grid) -> (x, info)` around a
-    one-evaluation stochastic `step` (see the module doc). info: nfe (network passes of the
-    batch: one per step plus value_calls per candidate and step before the last) and
-    value_calls (value evaluations, in units of the batch)."""
+    one-evaluation stochastic `step` (see the module doc). info: value_calls (value evaluations,
+    M per step before the last, in units of the batch) and nfe (denoiser passes of the batch:
+    one per step, plus the value calls when the values call the denoiser, as SVDD-PM does;
+    denoiser_values=False for exact or learned values)."""
     check(candidates, alpha)
     if step.nfe != 1:
         raise ValueError(f"SVDD shares one network evaluation per step; this step makes {step.nfe}")
@@ -112,8 +126,9 @@ def svdd(step: Step, value, candidates: int = 10, alpha: float = 0.0, value_call
 
         x = scan_grid(move, k_loop, x, grid)
         steps = grid.shape[0] - 1
-        calls = value_calls * candidates * (steps - 1)
-        return x, {"nfe": jnp.array(steps + calls, jnp.int32), "value_calls": calls}
+        calls = candidates * (steps - 1)
+        nfe = steps + (calls if denoiser_values else 0)
+        return x, {"nfe": jnp.array(nfe, jnp.int32), "value_calls": jnp.array(calls, jnp.int32)}
 
     return sampler
 

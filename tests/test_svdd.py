@@ -51,7 +51,8 @@ def test_svdd_with_exact_values_approaches_the_tilted_target():
     target /= target.sum()
     tv = {}
     for m in (1, 16):
-        x, info = draw(svdd.svdd(discrete.ancestral_step(), exact_value(1.0), m, 1.0, 0))
+        sampler = svdd.svdd(discrete.ancestral_step(), exact_value(1.0), m, 1.0, False)
+        x, info = draw(sampler)
         tv[m] = 0.5 * np.abs(histogram(x) - target).sum()
         assert int(info["nfe"]) == 16
     assert tv[1] > 0.3 and tv[16] < 0.08

@@ -8,6 +8,7 @@ import dataclasses
 from difflab import data, models, samplers
 from difflab.data import counts
 from difflab.models import nets
+from difflab.training import rewards
 
 
 @dataclasses.dataclass
@@ -45,11 +46,14 @@ def build(config) -> Components:
     # a classifier's network outputs the classes; a conditional model's takes them as input
     num_classes = dataset.num_classes if config.model.conditional or classifier else 0
     vocab_size = getattr(dataset, "vocab_size", 0)
-    check_family_fits_data(config.process.family, dataset)
+    check_family_fits_data(modelled_family(config), dataset)
     check_net_fits_family(config.model.net, config.process.family)
     net = nets.build(config.model, dataset.shape, num_classes, config.seed, vocab_size)
     graphdef, params = models.split(net)
     process = models.build_process(config, vocab_size, getattr(dataset, "source", None))
+    if config.process.family == "value":  # the reward its network regresses on
+        reward = rewards.build(config.process.reward, config.process.reward_arg, dataset)
+        process = dataclasses.replace(process, reward=reward)
     if config.process.family == "counts":
         dataset = pair_source(dataset, process, config)
     return Components(config, dataset, graphdef, params, process, num_classes)
@@ -69,6 +73,16 @@ def pair_source(dataset, process, config):
     return counts.PairedSource(dataset, draw, pc.coupling, pc.ot_cost, config.data.seed)
 
 
+# families that learn a head (class logits, a value) under another family's forward process
+HEAD_FAMILIES = ("classifier", "value")
+
+
+def modelled_family(config) -> str:
+    """The family whose forward process the run's data goes through (a head's noise family)."""
+    pc = config.process
+    return pc.noise_family if pc.family in HEAD_FAMILIES else pc.family
+
+
 def check_family_fits_data(family: str, dataset) -> None:
     """Tokens need masked diffusion, counts the count flow, points and images a Gaussian family."""
     need = samplers.DATA_KIND.get(family, "continuous")
@@ -86,7 +100,11 @@ def check_family_fits_data(family: str, dataset) -> None:
 def check_net_fits_family(net: str, family: str) -> None:
     """The counts family needs a network that outputs log-rates and the classifier family one
     that outputs class logits, and only they do."""
-    special = {"counts": nets.COUNT_NETWORKS, "classifier": nets.CLASSIFIER_NETWORKS}
+    special = {
+        "counts": nets.COUNT_NETWORKS,
+        "classifier": nets.CLASSIFIER_NETWORKS,
+        "value": nets.VALUE_NETWORKS,
+    }
     if family in special:
         need = special[family]
     else:

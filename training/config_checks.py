@@ -59,7 +59,7 @@ def check(config, device_count: int) -> None:
             "config.model.conditional must be False for a classifier (it predicts labels)"
         )
     try:
-        if pc.family != "classifier":  # classifiers are not sampled
+        if pc.family not in ("classifier", "value"):  # heads are not sampled
             samplers.check(config.process.family, config.eval.sampler)
     except ValueError as e:
         errors.append(f"config.eval.sampler: {e}")

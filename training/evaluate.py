@@ -25,12 +25,12 @@ def evaluate(
     seed=None,
 ) -> dict:
     """Sample, plot to out_dir/samples_<step>.png, and measure quality against fresh data
-    (classifiers: held-out accuracy at several noise levels)."""
+    (classifier and value heads: held-out accuracy or error at several noise levels)."""
     ec = comp.config.eval
-    if comp.config.process.family == "classifier":
-        return classifier_report(
-            comp, params, num or ec.num_samples, ec.seed if seed is None else seed
-        )
+    heads = {"classifier": classifier_report, "value": value_report}
+    if comp.config.process.family in heads:
+        report = heads[comp.config.process.family]
+        return report(comp, params, num or ec.num_samples, ec.seed if seed is None else seed)
     sampler_name, steps = sampler_name or ec.sampler, steps or ec.steps
     num, seed = num or ec.num_samples, ec.seed if seed is None else seed
     labels = metrics.sampling_labels(comp.dataset, num, seed) if comp.num_classes else None
@@ -44,7 +44,7 @@ def evaluate(
     return {**quality, "nfe": float(info["nfe"])}
 
 
-# noise levels at which a classifier's held-out accuracy is reported
+# noise levels at which a classifier's accuracy (a value network's error) is reported
 CLASSIFIER_TIMES = (0.0, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -70,6 +70,20 @@ def classifier_report(comp: Components, params, num: int, seed: int) -> dict:
         nll, hits = comp.process.nll_and_hits(den, jax.random.key(seed + i), x, labels, tt)
         out[f"accuracy_t{t:g}"] = float(jnp.mean(hits))
         out[f"nll_t{t:g}"] = float(jnp.mean(nll))
+    return out
+
+
+def value_report(comp: Components, params, num: int, seed: int) -> dict:
+    """rmse_t<t> of f_psi(x_t, t) against r(x_0) on up to `num` held-out examples, next to
+    reward_std (the error of the best constant)."""
+    test = held_out(comp)
+    x = jnp.asarray(test.reference(num, seed))
+    den = comp.denoiser(params)
+    out = {"held_out_examples": len(x), "reward_std": float(jnp.std(comp.process.reward(x)))}
+    for i, t in enumerate(CLASSIFIER_TIMES):
+        tt = jnp.full((len(x),), max(t, comp.process.t_min), jnp.float32)
+        err = comp.process.squared_errors(den, jax.random.key(seed + i), x, tt)
+        out[f"rmse_t{t:g}"] = float(jnp.sqrt(jnp.mean(err)))
     return out
 
 

@@ -35,6 +35,7 @@ class Guide:
     reward_scale: float = 0.0  # rho of grad r(x_hat(x_t, t)) (Gaussian families)
     svdd: int = 0  # SVDD candidates per step (0: off)
     svdd_alpha: float = 0.0  # SVDD temperature (0: argmax)
+    learned_values: bool = False  # SVDD-MC: values from a value run (given beside the guide)
     prompt_scale: float | None = None  # masked prompts: SMDM's unsupervised guidance w
     measurement_scale: float = 0.0  # Gaussian inpainting: the DPS score's scale
     noise_std: float = 0.1  # Gaussian inpainting: the measurement noise
@@ -56,7 +57,8 @@ class Guide:
         if self.reward_scale:
             parts.append(f"rgrad{self.reward}{self.reward_arg}x{self.reward_scale:g}")
         if self.svdd:
-            parts.append(f"svdd{self.svdd}a{self.svdd_alpha:g}{self.reward}{self.reward_arg}")
+            values = "mc" if self.learned_values else f"{self.reward}{self.reward_arg}"
+            parts.append(f"svdd{self.svdd}a{self.svdd_alpha:g}{values}")
         if self.prompt_scale is not None:
             parts.append(f"prompt{self.prompt_scale:g}")
         if self.measurement_scale:
@@ -114,8 +116,11 @@ def check(
     if guide.svdd:
         svdd.check(guide.svdd, guide.svdd_alpha)
         samplers.smc_step(family, sampler_name, eta)
-        if not guide.reward:
-            raise ValueError(f"--svdd needs --reward (one of {sorted(rewards.REWARDS)})")
+        if not guide.reward and not guide.learned_values:
+            raise ValueError(
+                f"--svdd needs --reward (one of {sorted(rewards.REWARDS)}; SVDD-PM) or --value "
+                f"(a value run; SVDD-MC)"
+            )
     if (guide.prompt_scale is not None or guide.measurement_scale) and observed is None:
         raise ValueError(
             "--prompt_scale and --measurement_scale need an observation (--prompt or --observed)"
@@ -203,15 +208,46 @@ def guided_process(comp, guide: Guide, observed):
     )
 
 
-def guided_sampler(comp, guide: Guide, sampler_name, eta, float64):
-    """The named sampler, or SVDD-PM around its step with the guide's reward."""
+def guided_sampler(comp, guide: Guide, sampler_name, eta, float64, value=None):
+    """The named sampler, or SVDD around its step: SVDD-PM with the guide's reward, or SVDD-MC
+    with value = (Components, params) of a value run."""
     family = comp.config.process.family
     if not guide.svdd:
         return samplers.get(family, sampler_name, eta, float64)
-    reward = rewards.build(guide.reward, guide.reward_arg, comp.dataset)
-    value = svdd.posterior_mean_value(reward, svdd.estimate_for(family))
     step = samplers.smc_step(family, sampler_name, eta, float64)
-    return svdd.svdd(step, value, guide.svdd, guide.svdd_alpha)
+    if value is not None:
+        head, params = value
+        net = head.denoiser(params)
+        values = svdd.network_value(lambda x, s: head.process.values(net, x, s))
+        return svdd.svdd(step, values, guide.svdd, guide.svdd_alpha, denoiser_values=False)
+    reward = rewards.build(guide.reward, guide.reward_arg, comp.dataset)
+    values = svdd.posterior_mean_value(reward, svdd.estimate_for(family))
+    return svdd.svdd(step, values, guide.svdd, guide.svdd_alpha)
+
+
+def check_value(config, guide: Guide, value) -> None:
+    """A value run (its config, or None) for SVDD-MC: trained under this run's forward process."""
+    if value is None:
+        if guide.learned_values:
+            raise ValueError("SVDD-MC (learned values) needs --value (the workdir of a value run)")
+        return
+    if not guide.svdd:
+        raise ValueError("--value gives SVDD-MC's values: it needs --svdd (the candidates)")
+    if value.process.family != "value":
+        raise ValueError(
+            f"--value must be a run of the 'value' family (configs/value_checkerboard.py), got "
+            f"{value.name!r} of family {value.process.family!r}"
+        )
+    ignore = ("family", "noise_family", "label_dropout", "reward", "reward_arg")
+    own = {k: v for k, v in config.process.to_dict().items() if k not in ignore}
+    theirs = {k: v for k, v in value.process.to_dict().items() if k not in ignore}
+    if value.process.noise_family != config.process.family or any(
+        theirs.get(k) != v for k, v in own.items()
+    ):
+        raise ValueError(
+            f"value run {value.name!r} was trained under a {value.process.noise_family} process "
+            f"{theirs}; {config.name!r} samples a {config.process.family} process {own}"
+        )
 
 
 def passes(process, denoiser) -> int:

@@ -203,8 +203,9 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
 def evaluation_plan(config) -> str:
     """What an evaluation does, in words."""
     ec = config.eval
-    if config.process.family == "classifier":
-        return f"accuracy on {ec.num_samples} held-out examples at several noise levels"
+    if config.process.family in ("classifier", "value"):
+        what = "accuracy" if config.process.family == "classifier" else "error"
+        return f"{what} on {ec.num_samples} held-out examples at several noise levels"
     return (
         f"{ec.num_samples} samples, {ec.sampler} with {ec.steps} steps, metrics against fresh data"
     )
@@ -230,7 +231,8 @@ def summary(name: str, step: int, m: dict) -> str:
             f"nll_per_token {m['nll_per_token']:.4f} (entropy {ref:.4f}, ratio "
             f"{m['nll_per_token'] / ref:.3f})"
         )
-    parts += [f"{k} {v:.3f}" for k, v in m.items() if k.startswith("accuracy_t")]
+    parts += [f"{k} {v:.3f}" for k, v in m.items() if k.startswith(("accuracy_t", "rmse_t"))]
+    parts += [f"reward_std {m['reward_std']:.3f}"] if "reward_std" in m else []
     for key in keys:
         if key in m:
             ref = m[f"{key}_data"]

@@ -46,18 +46,21 @@ class Run:
         guide=None,
         classifier=None,
         observed=None,
+        value=None,
     ):
         """(samples, info) as numpy arrays: `training.sampling.draw` with this run's parameters;
         experts are other `Run`s (products of experts under steer), classifier a classifier
         `Run` (classifier guidance, with guide=Guide(classifier_scale=...)), observed (values,
-        known) rows that condition the samples (prompts, infilling, inpainting)."""
+        known) rows that condition the samples (prompts, infilling, inpainting), value a value
+        `Run` (SVDD-MC, with guide=Guide(svdd=M))."""
         experts = [(e.components, e.params) for e in experts]
         classifier = None if classifier is None else (classifier.components, classifier.params)
+        value = None if value is None else (value.components, value.params)
         return draw(
             self.components, self.params, sampler, steps, num, seed, labels=labels, eta=eta,
             float64=float64, cfg_scale=cfg_scale, steer=steer, experts=experts,
             batch_size=batch_size, devices=devices, progress=progress, guide=guide,
-            classifier=classifier, observed=observed,
+            classifier=classifier, observed=observed, value=value,
         )  # fmt: skip
 
 

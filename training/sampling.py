@@ -3,6 +3,7 @@ call of a setting compiles (seconds), later calls with new parameters, seeds or 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import jax
@@ -42,6 +43,11 @@ def check_request(config, sampler, steps, num, eta, float32: bool, cfg_scale):
         raise ValueError(
             f"{config.name!r} is a classifier run: it is not sampled, it guides a flow or "
             f"diffusion run (sample.py --workdir=<that run> --classifier=<this run>)"
+        )
+    if config.process.family == "value":
+        raise ValueError(
+            f"{config.name!r} is a value run: it is not sampled, it values SVDD's candidates "
+            f"(sample.py --workdir=<the model> --svdd=M --value=<this run>)"
         )
     sampler = sampler or config.eval.sampler
     samplers.check(config.process.family, sampler, eta, not float32)
@@ -84,18 +90,20 @@ def compiled_sampler(
     guide: guiding.Guide | None = None,
     classifier=None,
     observed: bool = False,
+    value=None,
 ):
-    """The jitted (key, indices, params, cond, expert_params, classifier_params, observed) ->
+    """The jitted (key, indices, params, cond, expert_params, helper_params, observed) ->
     (x, info) of one sampling setting and `rows` samples, built once per setting and kept on the
     components. Without `steer` and with per_sample each sample is drawn alone from key
     fold_in(key, index) (`samplers.independent`) and info has one entry per sample; otherwise the
     `rows` samples (particles) are one batch drawn from fold_in(key, indices[0]) (steer: from
-    `key`). guide: guidance (`training.guiding`), classifier: the Components of its classifier
-    run, observed: the call takes (values, known) rows."""
+    `key`). guide: guidance (`training.guiding`), classifier and value: the Components of a
+    classifier run and a value run (helper_params: their parameters, or None), observed: the
+    call takes (values, known) rows."""
     guide = guide or guiding.Guide()
     devices = () if mesh is None else tuple(d.id for d in mesh.devices.flat)
     setting = (sampler_name, int(steps), int(rows), eta, bool(float64), cfg_scale, steer, devices)
-    setting += (per_sample, guide, id(classifier), bool(observed))
+    setting += (per_sample, guide, id(classifier), id(value), bool(observed))
     setting += tuple(id(e) for e, _ in experts)
     cache = comp.compiled
     if setting not in cache:
@@ -103,12 +111,14 @@ def compiled_sampler(
         grid = samplers.grid(sampler_name, comp.process, steps)
         spread = mesh if mesh is not None and mesh.devices.size > 1 else None
 
-        def run(key, indices, params, cond, expert_params, classifier_params, observation):
-            clf = None if classifier is None else (classifier, classifier_params)
+        def run(key, indices, params, cond, expert_params, helper_params, observation):
+            clf_params, value_params = helper_params or (None, None)
+            clf = None if classifier is None else (classifier, clf_params)
             denoiser = guiding.guided_denoiser(comp, guide, comp.denoiser(params), cfg_scale, clf)
             process = guiding.guided_process(comp, guide, observation)
             if steer is None:
-                sampler = guiding.guided_sampler(comp, guide, sampler_name, eta, float64)
+                values = None if value is None else (value, value_params)
+                sampler = guiding.guided_sampler(comp, guide, sampler_name, eta, float64, values)
                 if per_sample:
                     keys = independent.sample_keys(key, indices)
                     sampler = independent.independent(sampler)
@@ -174,6 +184,7 @@ def draw_chunks(
     guide: guiding.Guide | None = None,
     classifier=None,
     observed=None,
+    value=None,
 ):
     """Yields (start, stop, x, info) for samples [start, stop) of `num`, in chunks of batch_size
     split over `devices` (default: this process's): sample i depends only on (seed, i), so any
@@ -183,10 +194,13 @@ def draw_chunks(
     samplers.check(comp.config.process.family, sampler_name, eta, float64)
     check_guidance_config(comp.config, cfg_scale)
     guide = guide or guiding.Guide()
+    if value is not None:  # SVDD-MC: the candidates are valued by the value run
+        guide = dataclasses.replace(guide, learned_values=True)
     classifier_config = None if classifier is None else classifier[0].config
     if observed is not None:
         observed = guiding.checked_observation(comp, *observed, num)
     guiding.check(comp.config, guide, sampler_name, eta, cfg_scale, classifier_config, observed)
+    guiding.check_value(comp.config, guide, None if value is None else value[0].config)
     if guide.classifier_scale and labels is None:
         labels = np.arange(num) % classifier[0].num_classes
     rows = check_batch_size(batch_size, num, steer)
@@ -214,6 +228,7 @@ def draw_chunks(
         labels = np.arange(num) % comp.num_classes
     padded = -(-rows // mesh.devices.size) * mesh.devices.size  # whole rows per device
     clf_comp, clf_params = (None, None) if classifier is None else classifier
+    value_comp, value_params = (None, None) if value is None else value
     run = compiled_sampler(
         comp,
         sampler_name,
@@ -229,10 +244,11 @@ def draw_chunks(
         guide,
         clf_comp,
         observed is not None,
+        value_comp,
     )
     split, whole = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
-    params, expert_params, clf_params = place(
-        (params, tuple(p for _, p in experts), clf_params), whole
+    params, expert_params, helper_params = place(
+        (params, tuple(p for _, p in experts), (clf_params, value_params)), whole
     )
     key = jax.random.key(seed)
     ranges = chunk_ranges(0, num, rows) if ranges is None else ranges
@@ -248,7 +264,7 @@ def draw_chunks(
             params,
             place(cond, split),
             expert_params,
-            clf_params,
+            helper_params,
             place(obs, split),
         )
         x, info = gather((x, info))
@@ -265,8 +281,8 @@ def chunk_rows(arrays, start: int, stop: int, padded: int) -> tuple:
 def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed: int, **kw):
     """`num` samples from `params` with the named sampler, as `draw_chunks` draws them
     (keywords: labels, eta, float64, cfg_scale, steer, experts, batch_size, devices, progress,
-    per_sample, guide, classifier, observed), joined: (x, info) as numpy arrays. Labels cycle over
-    the classes (of the classifier under classifier guidance).
+    per_sample, guide, classifier, observed, value), joined: (x, info) as numpy arrays. Labels
+    cycle over the classes (of the classifier under classifier guidance).
     float64=False: float32 categorical draws (discrete families), to measure their bias;
     cfg_scale: classifier-free guidance weight (conditional runs; 1 = plain conditional);
     steer: particle sampling (FK steering or Feynman-Kac correctors; `num` particles with the
@@ -275,7 +291,8 @@ def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed
     Sample i depends only on (seed, i); per_sample=False draws the batch from one key instead (a
     faster compile, for evaluation during training). guide: a `training.guiding.Guide`
     (CFG interval, classifier / reward-gradient guidance, SVDD, prompt and measurement
-    guidance); classifier: (Components, params) of a classifier run; observed: (values, known)
+    guidance); classifier / value: (Components, params) of a classifier run / of a value run
+    (SVDD-MC values); observed: (values, known)
     rows (cycled over the samples) that condition every sample (prompts, infilling,
     inpainting). info["nfe"] counts network passes (a CFG call is two), info["denoiser_calls"]
     the calls, info["classifier_calls"] the classifier's passes."""

@@ -1,6 +1,7 @@
 """Flax NNX networks. `build(config, data_shape, num_classes)` makes the configured one:
 mlp, unet, dit (continuous data), transformer (tokens), count_mlp (counts), classifier_mlp
-(class logits of noisy data, for classifier guidance).
+(class logits of noisy data, for classifier guidance), value_mlp (one value of noisy data of any
+kind, for SVDD-MC).
 
 Networks hold only `nnx.Param` state, so `nnx.split` gives a graph definition plus a plain
 pytree of float32 parameters; the compute dtype comes from `config.model.dtype`.
@@ -110,6 +111,12 @@ def _classifier_mlp(mc, shape, num_classes, dtype, rngs):
     return ClassifierMLP(dim, mc.width, mc.depth, num_classes, dtype=dtype, rngs=rngs)
 
 
+def _value_mlp(mc, shape, num_classes, dtype, rngs, vocab_size=0):
+    """One output per example; token inputs are one-hot encoded (mask included)."""
+    dim = int(math.prod(shape)) * (vocab_size + 1 if vocab_size else 1)
+    return ClassifierMLP(dim, mc.width, mc.depth, 1, vocab_size, dtype=dtype, rngs=rngs)
+
+
 NETWORKS = {
     "mlp": _mlp,
     "unet": _unet,
@@ -117,10 +124,12 @@ NETWORKS = {
     "transformer": _transformer,
     "count_mlp": _count_mlp,
     "classifier_mlp": _classifier_mlp,
+    "value_mlp": _value_mlp,
 }
-TOKEN_NETWORKS = ("transformer",)
+TOKEN_NETWORKS = ("transformer", "value_mlp")  # take the vocabulary size
 COUNT_NETWORKS = ("count_mlp",)  # output log-rates [B, D, 2] (the counts family)
 CLASSIFIER_NETWORKS = ("classifier_mlp",)  # output class logits [B, C] (the classifier family)
+VALUE_NETWORKS = ("value_mlp",)  # output one value [B, 1] of any data (the value family)
 
 
 def build(model_config, data_shape, num_classes: int, seed: int, vocab_size: int = 0) -> nnx.Module:

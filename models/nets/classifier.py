@@ -1,7 +1,9 @@
-"""A noise-conditional classifier network: data [B, ...] and t -> class logits [B, C]."""
+"""Noise-conditional heads: data [B, ...] and t -> class logits [B, C] (classifier guidance) or
+one value [B, 1] (SVDD-MC)."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -9,11 +11,17 @@ from difflab.models.nets.mlp import MLP
 
 
 class ClassifierMLP(nnx.Module):
-    """The residual MLP on the flattened input, time-conditioned, with C outputs."""
+    """The residual MLP on the flattened input (tokens: one-hot over vocab + 1 ids),
+    time-conditioned, with `classes` outputs."""
 
-    def __init__(self, dim: int, width: int, depth: int, classes: int, *, dtype, rngs):
+    def __init__(
+        self, dim: int, width: int, depth: int, classes: int, vocab: int = 0, *, dtype, rngs
+    ):
+        self.vocab = vocab
         self.mlp = MLP(dim, width, depth, out_dim=classes, dtype=dtype, rngs=rngs)
 
     def __call__(self, x, t, cond=None, h=None):
         del cond, h
+        if self.vocab:
+            x = jax.nn.one_hot(x, self.vocab + 1)
         return self.mlp(x.reshape(x.shape[0], -1), t).astype(jnp.float32)
