@@ -1,15 +1,17 @@
 """SVDD on a trained masked model against best-of-N at equal network passes: reward against
 naturalness, for M candidates and temperatures alpha.
 
-python benchmarks/svdd_tokens.py [--workdir runs/masked_markov] [--token 3] [--num 500]
+python benchmarks/svdd_tokens.py [--workdir runs/masked_markov] [--reward token --reward_arg 3]
+python benchmarks/svdd_tokens.py --workdir runs/masked_text --reward word --reward_arg "the"
 
-The model is a masked diffusion model of the Markov-chain source (`configs/masked_markov.py`;
-by default the notebook's run in runs/notebooks/ when runs/masked_markov is absent), so
-naturalness is exact: the negative log-likelihood per token of the samples under the chain.
-The reward is the number of positions holding a chosen token (an integer count: no gradient),
+Naturalness: on the Markov-chain source (`configs/masked_markov.py`; by default the notebook's
+run in runs/notebooks/ when runs/masked_markov is absent) the exact negative log-likelihood per
+token under the chain; on text, bits per character under a 4-gram model fitted on 80% of the
+training stream (metrics.tokens). Rewards are named ones (training.rewards): the count of a token,
+or of a word in the decoded text (NumPy through jax.pure_callback); neither has a gradient.
 SVDD-PM values each candidate by the reward of its argmax completion. Best-of-N draws N plain
 samples per output and keeps the highest reward, with N matched to SVDD's network passes.
-Writes benchmarks/results/svdd_tokens.json and svdd_tokens.png.
+Writes benchmarks/results/svdd_<run>.json and .png.
 """
 
 import os
@@ -17,7 +19,8 @@ import os
 from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a masked_markov run (default: see above)")
-_TOKEN = flags.DEFINE_integer("token", 3, "the token whose count is the reward (3: the rarest)")
+_REWARD = flags.DEFINE_string("reward", "token", "a named reward (training.rewards)")
+_REWARD_ARG = flags.DEFINE_string("reward_arg", "3", "its argument (token 3: the chain's rarest)")
 _NUM = flags.DEFINE_integer("num", 500, "outputs per setting")
 _STEPS = flags.DEFINE_integer("steps", 32, "ancestral steps")
 _OUT = flags.DEFINE_string("out", None, "result directory (default benchmarks/results)")
@@ -42,29 +45,29 @@ def main(argv):
     import numpy as np
 
     from difflab.benchmarks.common import write_result
+    from difflab.training import rewards
     from difflab.training.guiding import Guide
     from difflab.training.run import load_run
 
     run = load_run(_WORKDIR.value or default_workdir())
-    chain, length = run.components.dataset.law, run.components.dataset.shape[0]
-    tok, n, k = _TOKEN.value, _NUM.value, _STEPS.value
-
-    def scores(x):
-        reward = (x == tok).sum(1)
-        return reward, -chain.log_prob(x) / length
+    dataset = run.components.dataset
+    length, n, k = dataset.shape[0], _NUM.value, _STEPS.value
+    reward_fn = rewards.build(_REWARD.value, _REWARD_ARG.value, dataset)
+    naturalness, unit = naturalness_of(dataset)
 
     def row(method, x, nfe, **setting):
-        reward, nll = scores(x)
         out = {"method": method, **setting, "nfe_per_output": nfe}
-        out |= {"mean_reward": round(float(reward.mean()), 3)}
-        out |= {"nll_per_token": round(float(nll.mean()), 4)}
+        out |= {"mean_reward": round(float(np.mean(reward_fn(x))), 3)}
+        out |= {unit: round(naturalness(x), 4)}
         print(out)
         return out
 
     svdd_rows = []
     for m in CANDIDATES:
         for alpha in ALPHAS:
-            guide = Guide(svdd=m, svdd_alpha=alpha, reward="token", reward_arg=str(tok))
+            guide = Guide(
+                svdd=m, svdd_alpha=alpha, reward=_REWARD.value, reward_arg=_REWARD_ARG.value
+            )
             x, info = run.sample("ancestral", steps=k, num=n, seed=1, guide=guide)
             svdd_rows.append(row("svdd_pm", x, float(info["nfe"]), candidates=m, alpha=alpha))
     # best-of-N at (about) the same network passes: N plain samples per output
@@ -75,30 +78,44 @@ def main(argv):
     rows = [row("plain", plain[:n], per_sample), *svdd_rows]
     for best_n in counts:
         groups = plain[: n * best_n].reshape(n, best_n, length)
-        best = groups[np.arange(n), np.argmax((groups == tok).sum(2), 1)]
+        scores = np.asarray(reward_fn(groups.reshape(n * best_n, length))).reshape(n, best_n)
+        best = groups[np.arange(n), np.argmax(scores, 1)]
         rows.append(row("best_of_n", best, best_n * per_sample, n=best_n))
-    data = run.components.dataset.reference(n, 5)
+    data = dataset.reference(n, 5)
     result = {
         "run": run.config.name,
         "checkpoint_step": run.step,
-        "token": tok,
-        "stationary_share": round(float(chain.stationary()[tok]), 4),
+        "reward": f"{_REWARD.value}({_REWARD_ARG.value})",
         "outputs": n,
         "ancestral_steps": k,
         "data": {
-            "mean_reward": round(float((data == tok).sum(1).mean()), 3),
-            "nll_per_token": round(float((-chain.log_prob(data) / length).mean()), 4),
+            "mean_reward": round(float(np.mean(reward_fn(data))), 3),
+            unit: round(naturalness(data), 4),
         },
         "note": "nfe_per_output: network passes per output (SVDD-PM: a step's call plus one per "
         "candidate value; best-of-N: N plain samples)",
         "rows": rows,
     }
     out = _OUT.value or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    path = write_result("svdd_tokens", result, out)
-    figure(rows, result["data"], path.replace(".json", ".png"))
+    path = write_result(f"svdd_{run.config.name}", result, out)
+    figure(rows, result["data"], unit, path.replace(".json", ".png"))
 
 
-def figure(rows, data, path):
+def naturalness_of(dataset):
+    """(samples -> naturalness, its name): the chain's exact NLL per token, or 4-gram bits per
+    character of text the n-gram was fitted beside (80% of the stream)."""
+    import numpy as np
+
+    from difflab.metrics.tokens import NGram
+
+    if getattr(dataset, "law", None) is not None:
+        chain, length = dataset.law, dataset.shape[0]
+        return (lambda x: float(np.mean(-chain.log_prob(x) / length))), "nll_per_token"
+    model = NGram.fit(dataset.stream[: int(0.8 * len(dataset.stream))], dataset.vocab_size, 4)
+    return model.bits_per_token, "ngram_bits_per_token"
+
+
+def figure(rows, data, unit, path):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.5, 4))
@@ -118,10 +135,10 @@ def figure(rows, data, path):
                 if method == "svdd_pm"
                 else (f"N={r['n']}" if method == "best_of_n" else "")
             )
-            ax.annotate(tag, (r["nll_per_token"], r["mean_reward"]), fontsize=7)
-    ax.scatter([data["nll_per_token"]], [data["mean_reward"]], marker="*", s=80, label="data")
-    ax.set_xlabel("NLL per token under the chain (naturalness; lower is better)")
-    ax.set_ylabel("mean reward (count of the token)")
+            ax.annotate(tag, (r[unit], r["mean_reward"]), fontsize=7)
+    ax.scatter([data[unit]], [data["mean_reward"]], marker="*", s=80, label="data")
+    ax.set_xlabel(f"{unit} (naturalness; lower is better)")
+    ax.set_ylabel("mean reward")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

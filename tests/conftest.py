@@ -16,3 +16,14 @@ def pytest_collection_modifyitems(config, items):
     """Start the long tests first (marked slow: multi-process, kill, multi-device, long
     training), so that on several xdist workers the short ones fill the tail."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_configure(config):
+    """Train the project's digit classifier (metrics.frechet, cached in .cache/) once, in the
+    controlling process, before the workers and subprocesses start: otherwise each process that
+    scores digits first trains its own copy (10 s each on 2 cores)."""
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
+        return
+    from difflab.metrics import frechet
+
+    frechet.classifier()

@@ -111,12 +111,13 @@ def test_classifier_guidance_at_scale_1_samples_the_class(name, sampler):
     grid = samplers.grid(sampler, process, 100)
     n = 4000
 
-    def ks(scale):
+    @jax.jit
+    def run(key, scale):  # one compilation for both scales
         guided = guidance.gradient(den, process, exact_classifier(process), scale)
-        run = jax.jit(
-            lambda k: samplers.get("flow", sampler)(k, guided, process, (n, 1), cond, grid)
-        )
-        x = np.sort(np.asarray(run(jax.random.key(0))[0])[:, 0])
+        return samplers.get("flow", sampler)(key, guided, process, (n, 1), cond, grid)[0]
+
+    def ks(scale):
+        x = np.sort(np.asarray(run(jax.random.key(0), scale))[:, 0])
         return stats.kstest(x, stats.norm(2.5, 0.4).cdf).statistic
 
     cond = jnp.full((n,), 2)

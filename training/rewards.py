@@ -6,6 +6,9 @@
 - token   token data: the number of positions holding a token, ARG = the token's text (a
           character of a text data set) or its id
 - total   count data: the sum of all counts (a negative --reward_scale steers toward fewer)
+- word    text data: the number of times a word (any string) occurs in the decoded text, ARG =
+          the word; computed in NumPy on the host (jax.pure_callback): no gradient, for SVDD
+          and FK steering
 """
 
 from __future__ import annotations
@@ -74,7 +77,20 @@ def total(dataset, arg: str):
     return lambda x: jnp.sum(x, axis=tuple(range(1, x.ndim))).astype(jnp.float32)
 
 
-REWARDS = {"target": target, "class": digit_class, "token": token, "total": total}
+def word(dataset, arg: str):
+    need_kind(dataset, "tokens", "word")
+    if not hasattr(dataset, "decode"):
+        raise ValueError(
+            f"reward 'word' counts words in text; data set {dataset.name!r} is not text"
+        )
+    if not arg:
+        raise ValueError("--reward_arg must be the word whose occurrences reward 'word' counts")
+    from difflab.samplers.steering import host_reward
+
+    return host_reward(lambda x: [row.count(arg) for row in dataset.decode(x)])
+
+
+REWARDS = {"target": target, "class": digit_class, "token": token, "total": total, "word": word}
 
 
 def build(name: str, arg: str, dataset):
