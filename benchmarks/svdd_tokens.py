@@ -124,7 +124,7 @@ def figure(rows, data, unit, path):
     for method, marker in styles.items():
         sel = [r for r in rows if r["method"] == method]
         ax.scatter(
-            [r["nll_per_token"] for r in sel],
+            [r[unit] for r in sel],
             [r["mean_reward"] for r in sel],
             marker=marker,
             label=method,
