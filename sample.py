@@ -75,7 +75,13 @@ _CLASSIFIER = flags.DEFINE_string(
     "classifier", None, "workdir of a noise-conditional classifier run (configs/classifier_*.py)"
 )
 _CLASSIFIER_SCALE = flags.DEFINE_float(
-    "classifier_scale", 0.0, "classifier guidance scale gamma (flow and diffusion runs)"
+    "classifier_scale", 0.0, "classifier guidance scale gamma (flow, diffusion, masked runs)"
+)
+_CLASSIFIER_EXACT = flags.DEFINE_bool(
+    "classifier_exact",
+    True,
+    "masked runs: the exact tilted denoiser (L V classifier passes per step); "
+    "--noclassifier_exact: its first-order approximation (one pass and a gradient)",
 )
 _REWARD_GUIDANCE = flags.DEFINE_float(
     "reward_guidance", 0.0, "scale rho of grad --reward at the denoised estimate (target, class)"
@@ -172,6 +178,7 @@ def guide_setting():
         learned_values=_VALUE.value is not None,
         cfg_interval=interval,
         classifier_scale=_CLASSIFIER_SCALE.value,
+        classifier_exact=_CLASSIFIER_EXACT.value,
         reward=(_REWARD.value or "") if (_REWARD_GUIDANCE.value or _SVDD.value) else "",
         reward_arg=_REWARD_ARG.value if (_REWARD_GUIDANCE.value or _SVDD.value) else "",
         reward_scale=_REWARD_GUIDANCE.value,

@@ -46,7 +46,7 @@ PROCESSES = {
 }
 # noise-conditional classifiers for classifier guidance, under a Gaussian family's forward process
 PROCESSES["classifier"] = lambda config, vocab_size, source: classifier.build_process(
-    config, PROCESSES
+    config, PROCESSES, vocab_size
 )
 # noise-conditional value networks for SVDD-MC, under any family's forward process
 PROCESSES["value"] = lambda config, vocab_size, source: value.build_process(

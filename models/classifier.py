@@ -2,9 +2,10 @@
 Dhariwal & Nichol 2021).
 
 The "classifier" family trains with the same trainer, checkpoints and resume as the generative
-families: x_t is drawn from the forward process of a Gaussian family (`noise`: the flow or
-diffusion process of the model it will guide), t uniform on [t_min, 1] (antithetic), and the
-loss is the cross-entropy -log p_phi(c | x_t, t). The network outputs class logits [B, C].
+families: x_t is drawn from the forward process of the model it will guide (`noise`: a flow,
+diffusion or masked process; tokens enter the network one-hot, mask included), t uniform on
+[t_min, 1] (antithetic), and the loss is the cross-entropy -log p_phi(c | x_t, t). The network
+outputs class logits [B, C].
 """
 
 from __future__ import annotations
@@ -50,13 +51,17 @@ class NoisyClassifier:
         return loss, {"loss": loss, "accuracy": jnp.mean(hits.astype(jnp.float32))}
 
 
-def build_process(config, noise_processes) -> NoisyClassifier:
+def build_process(config, noise_processes, vocab_size: int = 0) -> NoisyClassifier:
     """The classifier of config.process: its noise is the process of config.process.noise_family
     built from the same fields."""
     family = config.process.noise_family
-    if family not in ("flow", "diffusion"):
+    if family not in GUIDED_FAMILIES:
         raise ValueError(
-            f"config.process.noise_family must be 'flow' or 'diffusion' (the Gaussian family the "
+            f"config.process.noise_family must be one of {GUIDED_FAMILIES} (the family the "
             f"classifier guides), got {family!r}"
         )
-    return NoisyClassifier(noise_processes[family](config, 0, None))
+    return NoisyClassifier(noise_processes[family](config, vocab_size, None))
+
+
+# families a classifier can guide: through the score (Gaussian) or the tilted denoiser (masked)
+GUIDED_FAMILIES = ("flow", "diffusion", "masked")

@@ -9,7 +9,7 @@ import pytest
 from difflab.configs import classifier_digits
 from difflab.configs.common import classifier_process
 from difflab.training.components import build
-from difflab.training.guiding import Guide
+from difflab.training.guiding import Guide, guided_denoiser
 from difflab.training.sampling import check_request, draw
 from tests.helpers import tiny_config
 
@@ -87,3 +87,25 @@ def test_guidance_settings_the_run_cannot_take_are_errors(runs):
             guide=Guide(classifier_scale=1),
             classifier=(clf, clf.init_params),
         )
+
+
+def test_masked_classifier_guidance_through_draw():
+    """A classifier run under the masked process guides a masked run on the digit tokens:
+    exactly (L V = 64 x 17 classifier passes per step) or to first order (one)."""
+    from difflab.configs import classifier_digits_tokens, masked_digits
+
+    model = masked_digits.get_config()
+    model.model.width, model.model.depth = 16, 1
+    clf = classifier_digits_tokens.get_config()
+    clf.model.width, clf.model.depth = 16, 1
+    comp, head = build(model), build(clf)
+    guide = Guide(classifier_scale=1.0, classifier_exact=False)
+    helper = (head, head.init_params)
+    x, info = draw(comp, comp.init_params, "ancestral", 2, 2, 0, guide=guide, classifier=helper)
+    assert x.shape == (2, 64) and (x < 17).all()
+    assert int(info["classifier_calls"]) == int(info["denoiser_calls"])
+    # the exact tilted denoiser's passes (it is sampled against the Markov oracle in
+    # tests/test_guidance.py)
+    den = comp.denoiser(comp.init_params)
+    exact = guided_denoiser(comp, Guide(classifier_scale=1.0), den, None, helper)
+    assert exact.guidance_calls == 64 * 17

@@ -51,7 +51,7 @@ CLASSIFIER_TIMES = (0.0, 0.25, 0.5, 0.75, 0.9)
 def held_out(comp: Components):
     """The data set's test split when it has one (digits), else the data set itself."""
     dc = comp.config.data
-    if dc.name in ("digits",) and dc.get("split", "train") == "train":
+    if dc.name in ("digits", "digits_tokens") and dc.get("split", "train") == "train":
         test = dc.copy_and_resolve_references()
         test.split = "test"
         return data.build(test)

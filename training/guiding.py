@@ -21,6 +21,7 @@ from difflab.samplers.observed import Observed, observe
 from difflab.training import rewards
 
 GAUSSIAN = ("flow", "diffusion")
+CLASSIFIER_GUIDED = (*GAUSSIAN, "masked")
 DIFFERENTIABLE_REWARDS = ("target", "class")  # JAX functions of the samples
 
 
@@ -30,6 +31,7 @@ class Guide:
 
     cfg_interval: tuple | None = None  # (t_lo, t_hi) of the CFG scale; 1 outside
     classifier_scale: float = 0.0  # gamma of grad log p_phi(c | x_t, t) (a classifier run)
+    classifier_exact: bool = True  # masked: the exact tilted denoiser (else first order)
     reward: str = ""  # the reward of reward_scale and svdd (training.rewards)
     reward_arg: str = ""
     reward_scale: float = 0.0  # rho of grad r(x_hat(x_t, t)) (Gaussian families)
@@ -54,6 +56,8 @@ class Guide:
             parts.append("cfgint{:g}-{:g}".format(*self.cfg_interval))
         if self.classifier_scale:
             parts.append(f"clf{self.classifier_scale:g}")
+        if not self.classifier_exact:
+            parts.append("clf1storder")
         if self.reward_scale:
             parts.append(f"rgrad{self.reward}{self.reward_arg}x{self.reward_scale:g}")
         if self.svdd:
@@ -97,12 +101,16 @@ def check(
     lo, hi = guide.gradient_interval
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"--guidance_interval={lo},{hi} must satisfy 0 <= t_lo <= t_hi <= 1")
-    gradient = guide.classifier_scale or guide.reward_scale or guide.measurement_scale
+    gradient = guide.reward_scale or guide.measurement_scale
     if gradient and family not in GAUSSIAN:
         raise ValueError(
-            f"classifier, reward-gradient and measurement guidance add to the score of a Gaussian "
-            f"family {GAUSSIAN}; {config.name!r} is {family!r} (use --svdd for derivative-free "
-            f"guidance)"
+            f"reward-gradient and measurement guidance add to the score of a Gaussian family "
+            f"{GAUSSIAN}; {config.name!r} is {family!r} (use --svdd for derivative-free guidance)"
+        )
+    if guide.classifier_scale and family not in CLASSIFIER_GUIDED:
+        raise ValueError(
+            f"classifier guidance needs a Gaussian family {GAUSSIAN} (through the score) or "
+            f"masked diffusion (the tilted denoiser); {config.name!r} is {family!r} (use --svdd)"
         )
     if guide.classifier_scale:
         check_classifier(config, classifier)
@@ -162,7 +170,16 @@ def guided_denoiser(comp, guide: Guide, denoiser, cfg_scale, classifier=None):
         denoiser = null_label(denoiser)
     if cfg_scale is not None:
         denoiser = guidance.classifier_free(denoiser, cfg_scale, guide.cfg_interval)
-    if guide.classifier_scale:
+    if guide.classifier_scale and comp.config.process.family == "masked":
+        denoiser = guidance.masked_classifier(
+            denoiser,
+            comp.process,
+            classifier_log_probs(*classifier),
+            guide.classifier_scale,
+            comp.dataset.shape[0],
+            exact=guide.classifier_exact,
+        )
+    elif guide.classifier_scale:
         potential = guidance.classifier_potential(classifier_log_probs(*classifier))
         denoiser = guidance.gradient(
             denoiser,

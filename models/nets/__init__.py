@@ -104,11 +104,12 @@ def _count_mlp(mc, shape, num_classes, dtype, rngs):
     return CountNet(shape[0], mc.width, mc.depth, num_classes, dtype=dtype, rngs=rngs)
 
 
-def _classifier_mlp(mc, shape, num_classes, dtype, rngs):
+def _classifier_mlp(mc, shape, num_classes, dtype, rngs, vocab_size=0):
+    """Class logits; token inputs are one-hot encoded (mask included)."""
     if num_classes < 2:
         raise ValueError(f"a classifier needs labelled data with >= 2 classes, got {num_classes}")
-    dim = int(math.prod(shape))
-    return ClassifierMLP(dim, mc.width, mc.depth, num_classes, dtype=dtype, rngs=rngs)
+    dim = int(math.prod(shape)) * (vocab_size + 1 if vocab_size else 1)
+    return ClassifierMLP(dim, mc.width, mc.depth, num_classes, vocab_size, dtype=dtype, rngs=rngs)
 
 
 def _value_mlp(mc, shape, num_classes, dtype, rngs, vocab_size=0):
@@ -126,7 +127,7 @@ NETWORKS = {
     "classifier_mlp": _classifier_mlp,
     "value_mlp": _value_mlp,
 }
-TOKEN_NETWORKS = ("transformer", "value_mlp")  # take the vocabulary size
+TOKEN_NETWORKS = ("transformer", "value_mlp", "classifier_mlp")  # take the vocabulary size
 COUNT_NETWORKS = ("count_mlp",)  # output log-rates [B, D, 2] (the counts family)
 CLASSIFIER_NETWORKS = ("classifier_mlp",)  # output class logits [B, C] (the classifier family)
 VALUE_NETWORKS = ("value_mlp",)  # output one value [B, 1] of any data (the value family)

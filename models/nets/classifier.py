@@ -11,8 +11,9 @@ from difflab.models.nets.mlp import MLP
 
 
 class ClassifierMLP(nnx.Module):
-    """The residual MLP on the flattened input (tokens: one-hot over vocab + 1 ids),
-    time-conditioned, with `classes` outputs."""
+    """The residual MLP on the flattened input (tokens: one-hot over vocab + 1 ids; a float
+    input of that shape is taken as given, which first-order masked classifier guidance
+    differentiates), time-conditioned, with `classes` outputs."""
 
     def __init__(
         self, dim: int, width: int, depth: int, classes: int, vocab: int = 0, *, dtype, rngs
@@ -22,6 +23,6 @@ class ClassifierMLP(nnx.Module):
 
     def __call__(self, x, t, cond=None, h=None):
         del cond, h
-        if self.vocab:
-            x = jax.nn.one_hot(x, self.vocab + 1)
+        if self.vocab and not jnp.issubdtype(x.dtype, jnp.floating):
+            x = jax.nn.one_hot(x, self.vocab + 1)  # tokens; float input is already one-hot
         return self.mlp(x.reshape(x.shape[0], -1), t).astype(jnp.float32)
