@@ -1,24 +1,16 @@
 """A noise-conditional digit classifier p(c | z_t, t) under masked_digits's masking process (the
 pixel tokens enter one-hot, mask included), for masked classifier guidance
 (`sample.py --workdir runs/masked_digits --unconditional --classifier
-runs/classifier_digits_tokens --classifier_scale 1 [--noclassifier_exact]`; MATH.md §6.2)."""
+runs/classifier_digits_tokens --classifier_scale 1 [--noclassifier_exact]`; MATH.md §6.2).
+classifier_digits's network and training, on the pixel tokens."""
 
-from difflab.configs.common import base, classifier_process, masked_process
+from difflab.configs import classifier_digits
+from difflab.configs.common import classifier_process, masked_process
 
 
 def get_config():
-    c = base("classifier_digits_tokens")
+    c = classifier_digits.get_config()
+    c.name = "classifier_digits_tokens"
     c.data.name = "digits_tokens"
-    c.model.net = "classifier_mlp"
-    c.model.width = 256
-    c.model.depth = 3
     c.process = classifier_process(masked_process())
-    c.optim.lr = 1e-3
-    c.optim.warmup_steps = 100
-    c.train.steps = 3000
-    c.train.batch_size = 128
-    c.train.log_every = 200
-    c.train.eval_every = 1500
-    c.train.save_every = 1000
-    c.eval.num_samples = 1000  # held-out examples the accuracy is measured on, per t
     return c
