@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from difflab.models.categorical import categorical
 from difflab.samplers.solvers import Bound, Evaluated, Step, scan_grid
+from difflab.samplers.steering import count_estimate, gaussian_estimate
 
 
 def check(candidates: int, alpha: float) -> None:
@@ -42,15 +43,15 @@ def select(key, values, alpha: float):
 
 
 def posterior_mean_value(reward, estimate):
-    """SVDD-PM: v_s(x) = r(x_hat(x, s)), x_hat from `estimate(model, pred, x, s)` (Gaussian:
-    Tweedie; masked: argmax tokens at masked positions; counts: the rate-implied mean); one
-    network call. On the last step v = r(x)."""
+    """SVDD-PM: v_s(x) = r(x_hat(x, s)), x_hat the first of `estimate(key, model, pred, x, s)`
+    (the denoised estimates of `samplers.steering`: Gaussian Tweedie, counts the rate-implied
+    mean; masked: `masked_estimate`, the argmax tokens); one network call. On the last step
+    v = r(x)."""
 
     def value(key, model, x, s):
-        del key
-
         def at_estimate():
-            return reward(estimate(model, model.pred(x, s), x, s)).astype(jnp.float32)
+            x_hat = estimate(key, model, model.pred(x, s), x, s)[0]
+            return reward(x_hat).astype(jnp.float32)
 
         last = s <= model.process.t_min
         return jax.lax.cond(last, lambda: reward(x).astype(jnp.float32), at_estimate)
@@ -70,22 +71,11 @@ def network_value(values):
     return value
 
 
-def gaussian_estimate(model, pred, x, t):
-    """Tweedie's x_hat = E[x_0 | x_t]."""
-    return model.process.x0_eps(pred, x, jnp.broadcast_to(t, x.shape[:1]))[0]
-
-
-def masked_estimate(model, pred, z, t):
+def masked_estimate(key, model, pred, z, t):
     """The most probable token at each masked position, unmasked positions kept (SVDD's
-    "tweedie" option for masked models)."""
-    del t
-    return jnp.argmax(model.process.log_probs(pred, z), axis=-1)
-
-
-def count_estimate(model, pred, x, t):
-    """x_hat = x_t + t (lambda - mu), the posterior mean the marginal rates imply."""
-    birth, death = model.process.rates(pred, x)
-    return x + t * (birth - death)
+    "tweedie" option for masked models), [1, B, L] like the draws of `steering`'s estimates."""
+    del key, t
+    return jnp.argmax(model.process.log_probs(pred, z), axis=-1)[None]
 
 
 ESTIMATES = {"masked": masked_estimate, "counts": count_estimate}
