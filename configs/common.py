@@ -171,7 +171,7 @@ def base(name: str) -> ml_collections.ConfigDict:
     c.train.steps_per_call = 1  # >1: several steps per jitted call (lax.scan)
     c.train.ema_decay = 0.999
     c.train.log_every = 100
-    c.train.eval_every = 1000
+    c.train.eval_every = 1000  # and at the last step; 0: no evaluation at all
     c.train.save_every = 1000
     c.train.keep_checkpoints = 3
     # non-finite loss or gradients: the update is never applied; "stop" ends the run with the

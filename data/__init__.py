@@ -12,7 +12,6 @@ import functools
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from difflab.data import counts, files, markov, tokens, toy
@@ -37,27 +36,31 @@ class GeneratedDataset:
 
     @functools.cached_property
     def _draw(self):
-        def draw(key, indices):
+        def draw(root, fold, indices):  # key_n = fold_in(key(root), fold), all in one call
+            key = jax.random.fold_in(jax.random.key(root), fold)
             return jax.vmap(lambda i: self.generator(jax.random.fold_in(key, i)))(indices)
 
         return jax.jit(draw)
 
+    def _rows(self, root: int, fold: int, start: int, size: int) -> dict:
+        out = self._draw(
+            np.uint32(root), np.uint32(fold), np.arange(start, start + size, dtype=np.uint32)
+        )
+        return {k: np.asarray(v) for k, v in (out if isinstance(out, dict) else {"x": out}).items()}
+
     def batch(self, step: int, start: int, size: int, global_batch: int | None = None) -> dict:
         del global_batch  # examples are keyed by their index: no epochs to track
-        key = jax.random.fold_in(jax.random.key(self.seed), step)
-        out = self._draw(key, jnp.arange(start, start + size, dtype=jnp.uint32))
-        return {k: np.asarray(v) for k, v in (out if isinstance(out, dict) else {"x": out}).items()}
+        return self._rows(self.seed, step, start, size)
 
     def _reference(self, n: int, seed: int) -> dict:
         """Examples 0..n-1 of the reference stream, drawn in chunks of REFERENCE_CHUNK rows so
         that every n reuses one compiled draw (example i depends only on i, so the rows are
         those of a single draw of n)."""
-        key = jax.random.fold_in(jax.random.key(self.seed + 1_000_003), seed)
-        chunks = []
-        for start in range(0, max(n, 1), REFERENCE_CHUNK):
-            out = self._draw(key, jnp.arange(start, start + REFERENCE_CHUNK, dtype=jnp.uint32))
-            chunks.append(out if isinstance(out, dict) else {"x": out})
-        return {k: np.concatenate([np.asarray(c[k]) for c in chunks])[:n] for k in chunks[0]}
+        chunks = [
+            self._rows(self.seed + 1_000_003, seed, start, REFERENCE_CHUNK)
+            for start in range(0, max(n, 1), REFERENCE_CHUNK)
+        ]
+        return {k: np.concatenate([c[k] for c in chunks])[:n] for k in chunks[0]}
 
     def reference(self, n: int, seed: int) -> np.ndarray:
         """n fresh draws, independent of every training batch (a different key stream)."""
@@ -87,8 +90,8 @@ class ArrayDataset:
 
     def dequantization_noise(self, step: int, start: int, size: int) -> np.ndarray:
         """bin_width (u - 1/2), u ~ U(0, 1), keyed by (seed, step, global row)."""
-        key = jax.random.fold_in(jax.random.key(self.seed + 2_000_003), step)
-        return self.dequantize * (counts.row_uniforms(key, start, size, self.x.shape[1:]) - 0.5)
+        noise = counts.row_uniforms(self.seed + 2_000_003, step, start, size, self.x.shape[1:])
+        return self.dequantize * (noise - 0.5)
 
     @functools.lru_cache(maxsize=4)  # noqa: B019 -- a few epochs' permutations per data set
     def permutation(self, epoch: int) -> np.ndarray:

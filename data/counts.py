@@ -145,7 +145,10 @@ class PairedSource:
 
     @functools.cached_property
     def _draw(self):
-        return jax.jit(self.draw, static_argnums=1)
+        def draw(root, fold, n):  # key_n = fold_in(key(root), fold), in the same call
+            return self.draw(jax.random.fold_in(jax.random.key(root), fold), n)
+
+        return jax.jit(draw, static_argnums=2)
 
     def __post_init__(self):
         if self.coupling not in ("independent", "ot"):
@@ -158,8 +161,7 @@ class PairedSource:
     def batch(self, step: int, start: int, size: int, global_batch: int | None = None) -> dict:
         g = global_batch or size
         out = self.target.batch(step, 0, g, g)
-        key = jax.random.fold_in(jax.random.key(self.seed + 3_000_017), step)
-        source = np.asarray(self._draw(key, g))
+        source = np.asarray(self._draw(np.uint32(self.seed + 3_000_017), np.uint32(step), g))
         if self.coupling == "ot":
             source = source[ot_permutation(out["x"], source, self.cost)]
         out["source"] = source
@@ -186,16 +188,20 @@ def array_draw(x: np.ndarray) -> Callable:
     return draw
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _row_uniforms(key, start, size: int, shape: tuple):
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _row_uniforms(root, fold, start, size: int, shape: tuple):
+    key = jax.random.fold_in(jax.random.key(root), fold)
     rows = jnp.asarray(start, jnp.uint32) + jnp.arange(size, dtype=jnp.uint32)
     return jax.vmap(lambda r: jax.random.uniform(jax.random.fold_in(key, r), shape))(rows)
 
 
-def row_uniforms(key, start: int, size: int, shape: tuple) -> np.ndarray:
-    """U[0, 1) noise of `shape` for global rows [start, start + size), row r from fold_in(key, r):
-    the same values whatever the slicing of a batch over processes (dequantisation noise)."""
-    return np.asarray(_row_uniforms(key, start, size, shape))
+def row_uniforms(root: int, fold: int, start: int, size: int, shape: tuple) -> np.ndarray:
+    """U[0, 1) noise of `shape` for global rows [start, start + size), row r from
+    fold_in(key_n, r), key_n = fold_in(key(root), fold): the same values whatever the slicing of
+    a batch over processes (dequantisation noise). One compiled call, keys included."""
+    return np.asarray(
+        _row_uniforms(np.uint32(root), np.uint32(fold), np.uint32(start), size, shape)
+    )
 
 
 # -- counts seen as another family's data (baselines) -------------------------------------------
@@ -239,8 +245,7 @@ class CountView:
         x = np.asarray(x)
         if self.view == "tokens":
             return np.minimum(x, self.cap).astype(np.int32)
-        key = jax.random.fold_in(jax.random.key(self.base.seed + 4_000_037), step)
-        u = row_uniforms(key, start, len(x), tuple(self.base.shape))
+        u = row_uniforms(self.base.seed + 4_000_037, step, start, len(x), tuple(self.base.shape))
         return np.log1p(x + u).astype(np.float32)
 
     def to_counts(self, samples) -> np.ndarray:

@@ -4,6 +4,9 @@ between two independent draws of the data."""
 
 from __future__ import annotations
 
+import functools
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -15,13 +18,17 @@ def log1p(x) -> np.ndarray:
 def rbf_mmd2(x, y, scales=(0.5, 1.0, 2.0, 4.0), bandwidth: float | None = None) -> float:
     """Unbiased MMD^2 with the kernel sum_s exp(-|a - b|^2 / (2 (s h)^2)), h = the median
     pairwise distance of y (Gretton et al. 2012), on log1p counts."""
-    x, y = jnp.asarray(log1p(x), jnp.float32), jnp.asarray(log1p(y), jnp.float32)
+    x, y = log1p(x).astype(np.float32), log1p(y).astype(np.float32)
+    return float(_rbf_mmd2(x, y, tuple(scales), bandwidth))
 
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _rbf_mmd2(x, y, scales: tuple, bandwidth: float | None) -> jax.Array:
     def sq(a, b):
         return jnp.maximum(jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None] - 2 * a @ b.T, 0.0)
 
     dyy = sq(y, y)
-    h2 = bandwidth**2 if bandwidth else float(jnp.median(dyy[jnp.triu_indices(len(y), 1)]))
+    h2 = bandwidth**2 if bandwidth else jnp.median(dyy[jnp.triu_indices(len(y), 1)])
 
     def kernel(d):
         return sum(jnp.exp(-d / (2 * s * s * h2)) for s in scales)
@@ -31,7 +38,7 @@ def rbf_mmd2(x, y, scales=(0.5, 1.0, 2.0, 4.0), bandwidth: float | None = None) 
         return (jnp.sum(k) - jnp.trace(k)) / (n * (n - 1))
 
     kxx, kyy, kxy = kernel(sq(x, x)), kernel(dyy), kernel(sq(x, y))
-    return float(off_diagonal_mean(kxx) + off_diagonal_mean(kyy) - 2 * jnp.mean(kxy))
+    return off_diagonal_mean(kxx) + off_diagonal_mean(kyy) - 2 * jnp.mean(kxy)
 
 
 def pca_wasserstein(x, y, components: int = 10) -> float:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 
-def _flat(x):
-    x = jnp.asarray(x, jnp.float32)
+def _flat(x) -> np.ndarray:
+    x = np.asarray(x, np.float32)
     return x.reshape(x.shape[0], -1)
 
 
@@ -17,14 +19,18 @@ def sliced_wasserstein(x, y, num_projections: int = 256, seed: int = 0) -> float
 
     1-D W_2 between the empirical quantile functions on a common grid of n = min(|x|, |y|) points.
     """
-    x, y = _flat(x), _flat(y)
+    return float(_sliced_wasserstein(_flat(x), _flat(y), num_projections, seed))
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _sliced_wasserstein(x, y, num_projections: int, seed: int) -> jax.Array:
     theta = jax.random.normal(jax.random.key(seed), (x.shape[1], num_projections))
     theta = theta / jnp.linalg.norm(theta, axis=0, keepdims=True)
     n = min(x.shape[0], y.shape[0])
     q = (jnp.arange(n) + 0.5) / n
     qx = jnp.quantile(x @ theta, q, axis=0)
     qy = jnp.quantile(y @ theta, q, axis=0)
-    return float(jnp.sqrt(jnp.mean(jnp.square(qx - qy))))
+    return jnp.sqrt(jnp.mean(jnp.square(qx - qy)))
 
 
 def _mean_pairwise_distance(a, b, chunk: int = 1024) -> jax.Array:
@@ -37,8 +43,12 @@ def _mean_pairwise_distance(a, b, chunk: int = 1024) -> jax.Array:
 
 def energy_distance(x, y) -> float:
     """D_E = 2 E|X - Y| - E|X - X'| - E|Y - Y'| (Szekely & Rizzo), V-statistic."""
-    x, y = _flat(x), _flat(y)
-    return float(
+    return float(_energy_distance(_flat(x), _flat(y)))
+
+
+@jax.jit
+def _energy_distance(x, y) -> jax.Array:
+    return (
         2 * _mean_pairwise_distance(x, y)
         - _mean_pairwise_distance(x, x)
         - _mean_pairwise_distance(y, y)

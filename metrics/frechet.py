@@ -27,6 +27,7 @@ def _init(key):
     ]
 
 
+@jax.jit
 def features(params, x) -> jax.Array:
     """Last hidden layer (128 ReLU units) of the classifier; x in [-1, 1], shape [N, 8, 8, 1]."""
     h = jnp.asarray(x, jnp.float32).reshape(len(x), -1)
@@ -35,6 +36,7 @@ def features(params, x) -> jax.Array:
     return h
 
 
+@jax.jit
 def logits(params, x) -> jax.Array:
     return features(params, x) @ params[-1]["w"] + params[-1]["b"]
 

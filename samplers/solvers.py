@@ -14,7 +14,6 @@ import dataclasses
 import functools
 from collections.abc import Callable
 
-import diffrax
 import jax
 import jax.numpy as jnp
 
@@ -251,7 +250,7 @@ def euler_maruyama(eta: float = 1.0):
 
 # -- adaptive ODE through diffrax -------------------------------------------------------------
 
-DIFFRAX_SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5}
+DIFFRAX_SOLVERS = ("dopri5", "tsit5")  # diffrax.Dopri5, diffrax.Tsit5
 
 
 def solve_ode(
@@ -271,11 +270,12 @@ def solve_ode(
     Returns (y(t1), number of vector-field evaluations).
     """
     if solver not in DIFFRAX_SOLVERS:
-        known = sorted(DIFFRAX_SOLVERS)
-        raise ValueError(f"adaptive solver must be one of {known}, got {solver!r}")
+        raise ValueError(f"adaptive solver must be one of {list(DIFFRAX_SOLVERS)}, got {solver!r}")
+    import diffrax  # on first use: importing it costs every process 0.7 s at start otherwise
+
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
-        DIFFRAX_SOLVERS[solver](),
+        {"dopri5": diffrax.Dopri5, "tsit5": diffrax.Tsit5}[solver](),
         t0=t0,
         t1=t1,
         dt0=(t1 - t0) / 64,

@@ -9,7 +9,9 @@ from difflab.configs import flow_gmm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def tiny_config(steps=40, steps_per_call=1, batch_size=64):
+def tiny_config(steps=40, steps_per_call=1, batch_size=64, evaluate=True):
+    """flow_gmm with a width-32 network; evaluate=False: no final evaluation (eval_every = 0),
+    for the tests of training mechanics that never read it."""
     c = flow_gmm.get_config()
     c.model.width = 32
     c.model.depth = 1
@@ -17,7 +19,7 @@ def tiny_config(steps=40, steps_per_call=1, batch_size=64):
     c.train.batch_size = batch_size
     c.train.steps_per_call = steps_per_call
     c.train.log_every = steps_per_call
-    c.train.eval_every = steps
+    c.train.eval_every = steps if evaluate else 0
     c.train.save_every = steps
     c.optim.warmup_steps = 5
     c.eval.num_samples = 256

@@ -75,8 +75,13 @@ def test_intervals_must_be_multiples_of_steps_per_call():
     with pytest.raises(
         ValueError,
         match=r"eval_every=12 must be a positive multiple of "
-        r"config.train.steps_per_call=5",
+        r"config.train.steps_per_call=5 \(or 0: no evaluation\)",
     ):
+        config_checks.check(c, device_count=1)
+    c.train.eval_every = 0  # no evaluation at all; the other intervals may not be 0
+    config_checks.check(c, device_count=1)
+    c.train.save_every = 0
+    with pytest.raises(ValueError, match=r"save_every=0 must be a positive multiple of \S+$"):
         config_checks.check(c, device_count=1)
 
 

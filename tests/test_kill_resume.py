@@ -22,10 +22,9 @@ ENV = subprocess_env(
 
 
 def config():
-    c = tiny_config(steps=STEPS, steps_per_call=10, batch_size=64)
+    c = tiny_config(steps=STEPS, steps_per_call=10, batch_size=64, evaluate=False)
     c.train.save_every = 20  # frequent async saves: kills land during writes too
     c.train.log_every = 10
-    c.train.eval_every = STEPS
     return ["--config", os.path.join(ROOT, "configs/flow_gmm.py"), *overrides(c)]
 
 

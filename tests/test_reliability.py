@@ -39,7 +39,7 @@ def test_nonfinite_stop_names_the_step(tmp_path, monkeypatch):
 
 def test_nonfinite_skip_counts_and_keeps_the_state_finite(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "local_batches", poisoned(5))
-    c = tiny_config(steps=20, steps_per_call=5)
+    c = tiny_config(steps=20, steps_per_call=5, evaluate=False)
     c.train.nonfinite = "skip"
     train(c, str(tmp_path / "run"))
     _, _, state, _ = load_state(str(tmp_path / "run"))
@@ -109,7 +109,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
 
 
 def test_corrupted_newest_checkpoint_falls_back_with_a_warning(tmp_path):
-    c = tiny_config(steps=20, steps_per_call=5)
+    c = tiny_config(steps=20, steps_per_call=5, evaluate=False)
     c.train.save_every = 10
     work = tmp_path / "run"
     train(c, str(work), stop_after=20)
@@ -130,7 +130,7 @@ def test_restore_on_a_different_number_of_devices(tmp_path):
     """8 devices to step 20, then 1 device to 40 (and 1 -> 8) == 40 steps on 1 device."""
     from tests.helpers import overrides, run_train
 
-    c = tiny_config(steps=40, steps_per_call=10)
+    c = tiny_config(steps=40, steps_per_call=10, evaluate=False)
     c.train.save_every = 10
     args = ["--config", os.path.join(ROOT, "configs/flow_gmm.py"), *overrides(c)]
     env = lambda n: {

@@ -25,9 +25,9 @@ def assert_trees_equal(a, b):
 
 def test_resume_equals_uninterrupted(tmp_path):
     """2N steps == N steps, stop, resume, N more: params, EMA, optimizer state identical."""
-    c = tiny_config(steps=40, steps_per_call=5)
+    c = tiny_config(steps=40, steps_per_call=5, evaluate=False)
     c.train.save_every = 10
-    train(c, str(tmp_path / "full"))
+    assert train(c, str(tmp_path / "full")) == {}  # eval_every = 0: no evaluation at all
     train(c, str(tmp_path / "split"), stop_after=20)
     _, _, half, step = load_state(str(tmp_path / "split"))
     assert step == 20 and int(half["step"]) == 20
@@ -45,6 +45,7 @@ def test_resume_equals_uninterrupted(tmp_path):
         if "loss" in r
     ]
     assert steps == sorted(set(steps)) and steps[-1] == 40
+    assert not any(name.startswith("samples") for name in os.listdir(tmp_path / "full"))
 
 
 @pytest.mark.parametrize("family", ["flow", "diffusion"])
@@ -78,7 +79,7 @@ def loss_curve(workdir):
 @pytest.mark.slow
 def test_eight_devices_match_one_device(tmp_path):
     """200 steps, global batch 64: the loss curve on 8 virtual CPU devices equals 1 device's."""
-    c = tiny_config(steps=200, steps_per_call=10, batch_size=64)
+    c = tiny_config(steps=200, steps_per_call=10, batch_size=64, evaluate=False)
     curves = {}
     for n in (1, 8):
         r = run_train(

@@ -19,10 +19,13 @@ def check(config, device_count: int) -> None:
     else:
         for name in ("steps", "log_every", "eval_every", "save_every"):
             v = tc[name]
+            if name == "eval_every" and v == 0:  # 0: never evaluate, not even at the end
+                continue
             if v <= 0 or v % tc.steps_per_call:
                 errors.append(
                     f"config.train.{name}={v} must be a positive multiple of "
                     f"config.train.steps_per_call={tc.steps_per_call}"
+                    + (" (or 0: no evaluation)" if name == "eval_every" else "")
                 )
     if not 0.0 <= tc.ema_decay < 1.0:
         errors.append(f"config.train.ema_decay={tc.ema_decay} must lie in [0, 1)")

@@ -129,7 +129,7 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
         mesh,
         tc.steps_per_call,
     )
-    lr = learning_rate(config.optim, tc.steps)
+    lr = jax.jit(learning_rate(config.optim, tc.steps))  # logged: one compile, not op by op
     writer = MetricWriter(workdir, step, enabled=lead)
     lead_axes = 1 if tc.steps_per_call > 1 else 0
     # a progress bar on a terminal; a line per log interval in logs (no carriage returns)
@@ -184,7 +184,7 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
                 # call, which would sync the host each step) still names the first bad step
                 check_finite(state, tc.nonfinite)
                 checkpoint.save(mgr, step, state, config)
-            if step % tc.eval_every == 0 or step == tc.steps:
+            if evaluates(tc, step):
                 if lead:
                     bar.write(f"evaluating step {step}: {evaluation_plan(config)}")
                     last = evaluate(comp, mesh_lib.to_host(state["ema_params"]), step, workdir)
@@ -198,6 +198,11 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
     if lead and last:
         print(summary(config.name, step, last))
     return last
+
+
+def evaluates(tc, step: int) -> bool:
+    """Every eval_every steps and at the last step; never with eval_every = 0."""
+    return tc.eval_every > 0 and (step % tc.eval_every == 0 or step == tc.steps)
 
 
 def evaluation_plan(config) -> str:

@@ -126,12 +126,16 @@ def load_or_train(config, workdir: str) -> Run:
 def notebook_run(config, quick: bool = False, saved: bool = True) -> Run:
     """The run a notebook explores: runs/<name> when `python train.py` has made it (and `saved`);
     otherwise `config` trained into runs/notebooks/<name>_<steps> (kept for the next time), or,
-    with `quick` (the test suite's tiny settings), into a fresh temporary folder."""
+    with `quick` (the test suite's tiny settings), into a fresh temporary folder without the
+    final evaluation (the notebook measures what it shows)."""
+    import copy
     import tempfile
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if quick:
         workdir = tempfile.mkdtemp(prefix=f"{config.name}_")
+        config = copy.deepcopy(config)
+        config.train.eval_every = 0
     elif saved and os.path.isdir(os.path.join(root, "runs", config.name, "checkpoints")):
         workdir = os.path.join(root, "runs", config.name)
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -30,7 +32,12 @@ def make_optimizer(oc, total_steps: int) -> optax.GradientTransformation:
 
 def init_state(params, optimizer) -> dict:
     """{'step': 0, 'params', 'ema_params' (a copy), 'opt_state', non-finite bookkeeping};
-    parameters and optimizer moments in float32."""
+    parameters and optimizer moments in float32. One compiled call (op by op, every parameter
+    shape would compile its own copy, cast and zeros)."""
+    return jax.jit(functools.partial(_fresh_state, optimizer=optimizer))(params)
+
+
+def _fresh_state(params, optimizer) -> dict:
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params)
     return {
         "step": jnp.zeros((), jnp.int32),
