@@ -51,7 +51,7 @@ def main(argv):
 
     run = load_run(_WORKDIR.value or default_workdir())
     dataset = run.components.dataset
-    length, n, k = dataset.shape[0], _NUM.value, _STEPS.value
+    n, k = _NUM.value, _STEPS.value
     reward_fn = rewards.build(_REWARD.value, _REWARD_ARG.value, dataset)
     naturalness, unit = naturalness_of(dataset)
 
@@ -71,16 +71,9 @@ def main(argv):
             x, info = run.sample("ancestral", steps=k, num=n, seed=1, guide=guide)
             svdd_rows.append(row("svdd_pm", x, float(info["nfe"]), candidates=m, alpha=alpha))
     # best-of-N at (about) the same network passes: N plain samples per output
-    _, info = run.sample("ancestral", steps=k, num=8, seed=0)
-    per_sample = float(info["nfe"])
+    per_sample = plain_passes(run, k)
     counts = sorted({max(1, round(r["nfe_per_output"] / per_sample)) for r in svdd_rows})
-    plain, info = run.sample("ancestral", steps=k, num=n * counts[-1], seed=0)
-    rows = [row("plain", plain[:n], per_sample), *svdd_rows]
-    for best_n in counts:
-        groups = plain[: n * best_n].reshape(n, best_n, length)
-        scores = np.asarray(reward_fn(groups.reshape(n * best_n, length))).reshape(n, best_n)
-        best = groups[np.arange(n), np.argmax(scores, 1)]
-        rows.append(row("best_of_n", best, best_n * per_sample, n=best_n))
+    rows = [*best_of_n_rows(run, k, n, counts, reward_fn, row), *svdd_rows]
     data = dataset.reference(n, 5)
     result = {
         "run": run.config.name,
@@ -101,6 +94,28 @@ def main(argv):
     figure(rows, result["data"], unit, path.replace(".json", ".png"))
 
 
+def plain_passes(run, steps: int) -> float:
+    """Network passes of one plain ancestral sample (first-hitting caches skip some)."""
+    _, info = run.sample("ancestral", steps=steps, num=8, seed=0)
+    return float(info["nfe"])
+
+
+def best_of_n_rows(run, steps: int, n: int, counts, reward_fn, row) -> list:
+    """The plain row and, for each N in counts, the best of N plain samples per output (by the
+    reward), at N times a plain sample's network passes."""
+    import numpy as np
+
+    per_sample, length = plain_passes(run, steps), run.components.dataset.shape[0]
+    plain, _ = run.sample("ancestral", steps=steps, num=n * max(counts), seed=0)
+    rows = [row("plain", plain[:n], per_sample)]
+    for best_n in counts:
+        groups = plain[: n * best_n].reshape(n, best_n, length)
+        scores = np.asarray(reward_fn(groups.reshape(n * best_n, length))).reshape(n, best_n)
+        best = groups[np.arange(n), np.argmax(scores, 1)]
+        rows.append(row("best_of_n", best, best_n * per_sample, n=best_n))
+    return rows
+
+
 def naturalness_of(dataset):
     """(samples -> naturalness, its name): the chain's exact NLL per token, or 4-gram bits per
     character of text the n-gram was fitted beside (80% of the stream)."""
@@ -115,14 +130,33 @@ def naturalness_of(dataset):
     return model.bits_per_token, "ngram_bits_per_token"
 
 
+def point_tag(r: dict) -> str:
+    """The setting of a row, short (figure labels)."""
+    if r["method"] == "svdd_pm":
+        return f"M={r['candidates']}, a={r['alpha']:g}"
+    if r["method"] == "best_of_n":
+        return f"N={r['n']}"
+    if r["method"].startswith("fk_steering"):
+        return f"k={r['particles']}, l={r['scale']:g}"
+    return ""
+
+
 def figure(rows, data, unit, path):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.5, 4))
     ax = fig.subplots()
-    styles = {"svdd_pm": "o", "best_of_n": "s", "plain": "x"}
+    styles = {
+        "svdd_pm": "o",
+        "best_of_n": "s",
+        "plain": "x",
+        "fk_steering": "^",
+        "fk_steering_best": "v",
+    }
     for method, marker in styles.items():
         sel = [r for r in rows if r["method"] == method]
+        if not sel:
+            continue
         ax.scatter(
             [r[unit] for r in sel],
             [r["mean_reward"] for r in sel],
@@ -130,12 +164,7 @@ def figure(rows, data, unit, path):
             label=method,
         )
         for r in sel:
-            tag = (
-                f"M={r['candidates']}, a={r['alpha']:g}"
-                if method == "svdd_pm"
-                else (f"N={r['n']}" if method == "best_of_n" else "")
-            )
-            ax.annotate(tag, (r[unit], r["mean_reward"]), fontsize=7)
+            ax.annotate(point_tag(r), (r[unit], r["mean_reward"]), fontsize=7)
     ax.scatter([data[unit]], [data["mean_reward"]], marker="*", s=80, label="data")
     ax.set_xlabel(f"{unit} (naturalness; lower is better)")
     ax.set_ylabel("mean reward")

@@ -1,6 +1,8 @@
 """Particle sampling of a run through `training.sampling.draw` (what sample.py --steer runs): each
 method builds, counts its network passes, and refuses settings it cannot take, naming them."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -32,6 +34,12 @@ def test_each_method_draws_and_counts_network_passes(comp, tmp_path):
     cfg = Steering("cfg", cfg_scale=2.0, label=1)
     _, info = draw(cond, cond.init_params, "em", 4, 16, 0, steer=cfg)
     assert int(info["nfe"]) == 8
+    # each class's population: the label is an argument of one compiled sampler
+    compiled = len(cond.compiled)
+    x1, _ = draw(cond, cond.init_params, "em", 4, 16, 0, steer=cfg)
+    x2, _ = draw(cond, cond.init_params, "em", 4, 16, 0, steer=dataclasses.replace(cfg, label=2))
+    assert len(cond.compiled) == compiled and not np.allclose(x1, x2)
+    assert all(fn._cache_size() == 1 for fn in cond.compiled.values())
 
 
 @pytest.mark.parametrize(

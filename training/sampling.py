@@ -102,7 +102,10 @@ def compiled_sampler(
     call takes (values, known) rows."""
     guide = guide or guiding.Guide()
     devices = () if mesh is None else tuple(d.id for d in mesh.devices.flat)
-    setting = (sampler_name, int(steps), int(rows), eta, bool(float64), cfg_scale, steer, devices)
+    # the particles' label is an argument of the call (cond), not part of the compiled setting
+    unlabelled = None if steer is None else dataclasses.replace(steer, label=None)
+    setting = (sampler_name, int(steps), int(rows), eta, bool(float64), cfg_scale, unlabelled)
+    setting += (devices,)
     setting += (per_sample, guide, id(classifier), id(value), bool(observed))
     setting += tuple(id(e) for e, _ in experts)
     cache = comp.compiled
@@ -128,7 +131,7 @@ def compiled_sampler(
             else:
                 others = [e.denoiser(p) for (e, _), p in zip(experts, expert_params, strict=True)]
                 sampler, denoiser = particles.sampler_and_denoiser(
-                    comp, steer, sampler_name, eta, float64, denoiser, others, spread
+                    comp, unlabelled, sampler_name, eta, float64, denoiser, others, spread
                 )
                 x, info = sampler(key, denoiser, process, shape, cond, grid)
             # nfe: network passes of the whole batch; denoiser_calls: sampler steps that call it;
