@@ -55,3 +55,14 @@ def scored_digits(comp, params, sampler: str, steps: int, n: int, labels, ref, d
         "ratio_to_data": round(fd / data_fd, 2),
         "sample_wall_s_incl_compile": round(wall, 2),
     }
+
+
+def digit_scores(x, labels, ref):
+    """(accuracy of the project's digit classifier on `labels`, Frechet distance to ref)."""
+    import numpy as np
+
+    from difflab.metrics import frechet
+
+    params, _ = frechet.classifier()
+    predicted = np.argmax(np.asarray(frechet.logits(params, x)), -1)
+    return float(np.mean(predicted == labels)), frechet.frechet_distance(x, ref)

@@ -33,17 +33,6 @@ INPAINTING = {
 }
 
 
-def scores(x, labels, ref):
-    """(accuracy of the digit classifier on `labels`, Frechet distance to ref)."""
-    import numpy as np
-
-    from difflab.metrics import frechet
-
-    params, _ = frechet.classifier()
-    predicted = np.argmax(np.asarray(frechet.logits(params, x)), -1)
-    return float(np.mean(predicted == labels)), frechet.frechet_distance(x, ref)
-
-
 def timed_draw(comp, params, labels, **kw):
     import time
 
@@ -55,7 +44,9 @@ def timed_draw(comp, params, labels, **kw):
 
 
 def row(x, info, wall, labels, ref, **setting):
-    acc, fd = scores(x, labels, ref)
+    from difflab.benchmarks.common import digit_scores
+
+    acc, fd = digit_scores(x, labels, ref)
     out = {**setting, "accuracy": round(acc, 4), "frechet_distance": round(fd, 3)}
     out |= {"nfe": int(info["nfe"]), "wall_s_incl_compile": wall}
     out |= {k: int(info[k]) for k in ("classifier_calls",) if k in info}
@@ -69,7 +60,7 @@ def main(argv):
     import numpy as np
 
     from difflab import data, metrics
-    from difflab.benchmarks.common import write_result
+    from difflab.benchmarks.common import digit_scores, write_result
     from difflab.metrics import frechet
     from difflab.training import plots
     from difflab.training.guiding import Guide
@@ -104,9 +95,12 @@ def main(argv):
     inpaint_rows = [
         {
             "method": "upper half only (lower half blank)",
-            "accuracy": round(scores(blank, true_labels, ref)[0], 4),
+            "accuracy": round(digit_scores(blank, true_labels, ref)[0], 4),
         },
-        {"method": "held-out digits", "accuracy": round(scores(truth, true_labels, ref)[0], 4)},
+        {
+            "method": "held-out digits",
+            "accuracy": round(digit_scores(truth, true_labels, ref)[0], 4),
+        },
     ]
     for method, settings in INPAINTING.items():
         guide = Guide(unconditional=True, **settings)

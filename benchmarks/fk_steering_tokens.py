@@ -34,7 +34,7 @@ def main(argv):
     import numpy as np
 
     from difflab.benchmarks.common import write_result
-    from difflab.benchmarks.svdd_tokens import (
+    from difflab.benchmarks.reward_tokens import (
         best_of_n_rows,
         default_workdir,
         figure,
@@ -70,7 +70,7 @@ def main(argv):
                 picked.append(x[rng.integers(k)])
                 best.append(x[np.argmax(r)])
                 min_ess.append(float(np.min(info["ess"])) / k)
-                nfe = float(info["nfe"])  # network passes of the population = per output
+                nfe = float(info["nfe"]) * k  # k particles' passes for one output
             setting = {"particles": k, "scale": scale, "min_ess_fraction": np.mean(min_ess)}
             setting["min_ess_fraction"] = round(float(setting["min_ess_fraction"]), 3)
             rows.append(row("fk_steering", np.stack(picked), nfe, **setting))
