@@ -14,8 +14,6 @@ samples', the same as best-of-k. Naturalness and rewards as in svdd_tokens.py (e
 Markov source; 4-gram bits per character on text). Writes fk_steering_<run>.json and .png.
 """
 
-import os
-
 from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a masked run (default: the masked_markov run)")
@@ -33,30 +31,11 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     import numpy as np
 
-    from difflab.benchmarks.common import write_result
-    from difflab.benchmarks.reward_tokens import (
-        best_of_n_rows,
-        default_workdir,
-        figure,
-        naturalness_of,
-    )
-    from difflab.training import rewards
+    from difflab.benchmarks.reward_tokens import best_of_n_rows, prepare, write
     from difflab.training.particles import Steering
-    from difflab.training.run import load_run
 
-    run = load_run(_WORKDIR.value or default_workdir())
-    dataset = run.components.dataset
+    run, reward_fn, row = prepare(_WORKDIR.value, _REWARD.value, _REWARD_ARG.value)
     n, steps = _NUM.value, _STEPS.value
-    reward_fn = rewards.build(_REWARD.value, _REWARD_ARG.value, dataset)
-    naturalness, unit = naturalness_of(dataset)
-
-    def row(method, x, nfe, **setting):
-        out = {"method": method, **setting, "nfe_per_output": nfe}
-        out |= {"mean_reward": round(float(np.mean(reward_fn(x))), 3)}
-        out |= {unit: round(naturalness(x), 4)}
-        print(out, flush=True)
-        return out
-
     counts = sorted(int(k) for k in _PARTICLES.value)
     rows = best_of_n_rows(run, steps, n, counts, reward_fn, row)
     rng = np.random.default_rng(0)
@@ -75,26 +54,14 @@ def main(argv):
             setting["min_ess_fraction"] = round(float(setting["min_ess_fraction"]), 3)
             rows.append(row("fk_steering", np.stack(picked), nfe, **setting))
             rows.append(row("fk_steering_best", np.stack(best), nfe, **setting))
-    data = dataset.reference(n, 5)
-    result = {
-        "run": run.config.name,
-        "checkpoint_step": run.step,
-        "reward": f"{_REWARD.value}({_REWARD_ARG.value})",
-        "outputs": n,
-        "ancestral_steps": steps,
-        "potential": "diff",
-        "data": {
-            "mean_reward": round(float(np.mean(reward_fn(data))), 3),
-            unit: round(naturalness(data), 4),
-        },
-        "note": "nfe_per_output: network passes per output (FK steering: its k particles' passes; "
+    note = (
+        "nfe_per_output: network passes per output (FK steering: its k particles' passes; "
         "best-of-N: N plain samples); fk_steering: a uniformly drawn particle of the final "
-        "population, fk_steering_best: its highest-reward particle",
-        "rows": rows,
-    }
-    out = _OUT.value or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    path = write_result(f"fk_steering_{run.config.name}", result, out)
-    figure(rows, result["data"], unit, path.replace(".json", ".png"))
+        "population, fk_steering_best: its highest-reward particle"
+    )
+    reward = f"{_REWARD.value}({_REWARD_ARG.value})"
+    fields = dict(reward=reward, outputs=n, ancestral_steps=steps, potential="diff", note=note)
+    write("fk_steering", run, reward_fn, row, rows, _OUT.value, fields)
 
 
 if __name__ == "__main__":

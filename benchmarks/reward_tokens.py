@@ -94,3 +94,46 @@ def figure(rows, data, unit, path):
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def prepare(workdir, reward: str, reward_arg: str):
+    """(run, reward_fn, row, unit): the run (default_workdir() when None), its named reward, and
+    row(method, x, nfe, **setting) -> a printed result row with the mean reward and naturalness
+    of samples x."""
+    import numpy as np
+
+    from difflab.training import rewards
+    from difflab.training.run import load_run
+
+    run = load_run(workdir or default_workdir())
+    reward_fn = rewards.build(reward, reward_arg, run.components.dataset)
+    naturalness, unit = naturalness_of(run.components.dataset)
+
+    def row(method, x, nfe, **setting):
+        out = {"method": method, **setting, "nfe_per_output": nfe}
+        out |= {"mean_reward": round(float(np.mean(reward_fn(x))), 3)}
+        out |= {unit: round(naturalness(x), 4)}
+        print(out, flush=True)
+        return out
+
+    row.naturalness, row.unit = naturalness, unit
+    return run, reward_fn, row
+
+
+def write(name: str, run, reward_fn, row, rows, out_dir, fields: dict) -> str:
+    """benchmarks/results/<name>_<run>.json (with fresh data's reward and naturalness) and .png."""
+    import numpy as np
+
+    from difflab.benchmarks.common import write_result
+
+    data = run.components.dataset.reference(fields["outputs"], 5)
+    result = {"run": run.config.name, "checkpoint_step": run.step, **fields}
+    result["data"] = {
+        "mean_reward": round(float(np.mean(reward_fn(data))), 3),
+        row.unit: round(row.naturalness(data), 4),
+    }
+    result["rows"] = rows
+    out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    path = write_result(f"{name}_{run.config.name}", result, out_dir)
+    figure(rows, result["data"], row.unit, path.replace(".json", ".png"))
+    return path

@@ -14,8 +14,6 @@ samples per output and keeps the highest reward, with N matched to SVDD's networ
 Writes benchmarks/results/svdd_<run>.json and .png.
 """
 
-import os
-
 from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a masked_markov run (default: see above)")
@@ -31,33 +29,11 @@ ALPHAS = (0.0, 1.0)
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    import numpy as np
-
-    from difflab.benchmarks.common import write_result
-    from difflab.benchmarks.reward_tokens import (
-        best_of_n_rows,
-        default_workdir,
-        figure,
-        naturalness_of,
-        plain_passes,
-    )
-    from difflab.training import rewards
+    from difflab.benchmarks.reward_tokens import best_of_n_rows, plain_passes, prepare, write
     from difflab.training.guiding import Guide
-    from difflab.training.run import load_run
 
-    run = load_run(_WORKDIR.value or default_workdir())
-    dataset = run.components.dataset
+    run, reward_fn, row = prepare(_WORKDIR.value, _REWARD.value, _REWARD_ARG.value)
     n, k = _NUM.value, _STEPS.value
-    reward_fn = rewards.build(_REWARD.value, _REWARD_ARG.value, dataset)
-    naturalness, unit = naturalness_of(dataset)
-
-    def row(method, x, nfe, **setting):
-        out = {"method": method, **setting, "nfe_per_output": nfe}
-        out |= {"mean_reward": round(float(np.mean(reward_fn(x))), 3)}
-        out |= {unit: round(naturalness(x), 4)}
-        print(out)
-        return out
-
     svdd_rows = []
     for m in CANDIDATES:
         for alpha in ALPHAS:
@@ -70,24 +46,13 @@ def main(argv):
     per_sample = plain_passes(run, k)
     counts = sorted({max(1, round(r["nfe_per_output"] / per_sample)) for r in svdd_rows})
     rows = [*best_of_n_rows(run, k, n, counts, reward_fn, row), *svdd_rows]
-    data = dataset.reference(n, 5)
-    result = {
-        "run": run.config.name,
-        "checkpoint_step": run.step,
-        "reward": f"{_REWARD.value}({_REWARD_ARG.value})",
-        "outputs": n,
-        "ancestral_steps": k,
-        "data": {
-            "mean_reward": round(float(np.mean(reward_fn(data))), 3),
-            unit: round(naturalness(data), 4),
-        },
-        "note": "nfe_per_output: network passes per output (SVDD-PM: a step's call plus one per "
-        "candidate value; best-of-N: N plain samples)",
-        "rows": rows,
-    }
-    out = _OUT.value or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    path = write_result(f"svdd_{run.config.name}", result, out)
-    figure(rows, result["data"], unit, path.replace(".json", ".png"))
+    note = (
+        "nfe_per_output: network passes per output (SVDD-PM: a step's call plus one per "
+        "candidate value; best-of-N: N plain samples)"
+    )
+    reward = f"{_REWARD.value}({_REWARD_ARG.value})"
+    fields = dict(reward=reward, outputs=n, ancestral_steps=k, note=note)
+    write("svdd", run, reward_fn, row, rows, _OUT.value, fields)
 
 
 if __name__ == "__main__":
