@@ -250,7 +250,7 @@ def euler_maruyama(eta: float = 1.0):
 
 # -- adaptive ODE through diffrax -------------------------------------------------------------
 
-DIFFRAX_SOLVERS = ("dopri5", "tsit5")  # diffrax.Dopri5, diffrax.Tsit5
+DIFFRAX_SOLVERS = ("dopri5", "tsit5")  # diffrax.Dopri5, diffrax.Tsit5 (the capitalised names)
 
 
 def solve_ode(
@@ -275,7 +275,7 @@ def solve_ode(
 
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
-        {"dopri5": diffrax.Dopri5, "tsit5": diffrax.Tsit5}[solver](),
+        getattr(diffrax, solver.capitalize())(),
         t0=t0,
         t1=t1,
         dt0=(t1 - t0) / 64,
