@@ -74,6 +74,22 @@ class MarkovChain:
             pi = pi @ self.transition
         return float(total)
 
+    def tilted(self, length: int, beta: float = 1.0, bonus=None) -> ChainLaw:
+        """p(x)^beta exp(sum_i bonus[x^i]) / Z over `length` positions, again a chain: with
+        W(a, b) = P(a, b)^beta e^bonus(b), backward messages m_L = 1, m_i = W m_{i+1}, it starts
+        from pi0^beta e^bonus m_1 and moves by Q_i(a, b) = W(a, b) m_{i+1}(b) / m_i(a) (annealing:
+        bonus = 0; a token-count reward lambda #v: bonus = lambda e_v)."""
+        bonus = np.zeros(self.vocab_size) if bonus is None else np.asarray(bonus, np.float64)
+        weights = np.asarray(self.transition, np.float64) ** beta * np.exp(bonus)[None]
+        messages = [np.ones(self.vocab_size)]
+        for _ in range(length - 1):
+            m = weights @ messages[-1]
+            messages.append(m / m.sum())  # only ratios within a position matter
+        messages = messages[::-1]  # messages[i]: m at position i + 1 (1-based)
+        first = np.asarray(self.pi0, np.float64) ** beta * np.exp(bonus) * messages[0]
+        steps = [weights * m[None] / (weights @ m)[:, None] for m in messages[1:]]  # Q_1..Q_L-1
+        return ChainLaw(first / first.sum(), np.array(steps).reshape(-1, *weights.shape))
+
     def all_sequences(self, length: int) -> np.ndarray:
         """Every sequence of `length` tokens [V^L, L], in lexicographic order."""
         v = self.vocab_size
@@ -125,6 +141,26 @@ class MarkovChain:
     def denoiser(self, mask_id: int):
         """The exact denoiser (z, t, cond) -> logits, for samplers and the ELBO."""
         return lambda z, t, cond=None: self.denoiser_logits(z, mask_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainLaw:
+    """A chain whose transitions change with the position: initial law [V], Q_i [L - 1, V, V]."""
+
+    first: np.ndarray
+    steps: np.ndarray
+
+    def pair_marginals(self) -> np.ndarray:
+        """p(x^i = a, x^{i+1} = b) [L - 1, V, V]: p_{i+1} = p_i Q_i."""
+        pairs, marginal = [], self.first
+        for q in self.steps:
+            pairs.append(marginal[:, None] * q)
+            marginal = pairs[-1].sum(0)
+        return np.array(pairs).reshape(-1, *self.steps.shape[1:])
+
+    def marginals(self) -> np.ndarray:
+        """p(x^i = v) [L, V]."""
+        return np.concatenate([self.first[None], self.pair_marginals().sum(1)])
 
 
 def toy_chain() -> MarkovChain:

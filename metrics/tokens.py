@@ -1,5 +1,6 @@
 """Token-sequence metrics: the negative log-likelihood of samples under a known law (the Markov
-source) and under a character n-gram model, each next to the same number for held-out data.
+source) and under a character n-gram model, each next to the same number for held-out data; and
+the statistics of samples against an exact chain law (marginals, bigrams, E log p).
 
 The n-gram model is also the baseline the masked-text benchmark reports: interpolated additive
 smoothing, p_n(c | h) = (N(h, c) + k V p_{n-1}(c | h')) / (N(h) + k V), h' = h without its
@@ -79,6 +80,41 @@ def markov_report(samples, chain, reference) -> dict:
         "nll_per_token_data": float(-np.mean(chain.log_prob(reference)) / length),
         "entropy_per_token": chain.sequence_entropy(length) / length,
         "entropy_rate": chain.entropy_rate(),
+    }
+
+
+def chain_statistics(law, chain) -> dict:
+    """Exact per-position marginals [L, V], pooled bigram law [V, V] and E log p(x) / L under the
+    chain (pi0, P) of a `data.markov.ChainLaw` (e.g. `chain.tilted(L, beta)`, the annealed law)."""
+    pairs = law.pair_marginals()
+    length = len(pairs) + 1
+    expected = law.first @ np.log(chain.pi0) + np.sum(pairs * np.log(chain.transition))
+    return {
+        "marginals": law.marginals(),
+        "bigrams": pairs.sum(0) / max(length - 1, 1),
+        "log_p_per_token": float(expected) / length,
+    }
+
+
+def sample_statistics(x, chain) -> dict:
+    """The statistics of `chain_statistics` estimated from samples x [N, L]."""
+    x = np.asarray(x)
+    (n, length), vocab = x.shape, chain.vocab_size
+    marginals = np.stack([np.bincount(x[:, i], minlength=vocab) / n for i in range(length)])
+    pairs = np.bincount((x[:, :-1] * vocab + x[:, 1:]).ravel(), minlength=vocab * vocab)
+    return {
+        "marginals": marginals,
+        "bigrams": pairs.reshape(vocab, vocab) / max(pairs.sum(), 1),
+        "log_p_per_token": float(np.mean(chain.log_prob(x)) / length),
+    }
+
+
+def statistic_distances(got: dict, exact: dict) -> dict:
+    """Mean per-position total variation, bigram total variation, error of E log p per token."""
+    return {
+        "marginal_tv": float(0.5 * np.abs(got["marginals"] - exact["marginals"]).sum(1).mean()),
+        "bigram_tv": float(0.5 * np.abs(got["bigrams"] - exact["bigrams"]).sum()),
+        "log_p_error": got["log_p_per_token"] - exact["log_p_per_token"],
     }
 
 

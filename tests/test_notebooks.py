@@ -16,7 +16,7 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 def test_the_notebooks_are_there():
     names = {os.path.basename(p) for p in NOTEBOOKS}
     assert {"gaussian_samplers.ipynb", "few_step.ipynb", "masked.ipynb", "counts.ipynb"} <= names
-    assert {"smc.ipynb", "guidance.ipynb"} <= names
+    assert {"smc.ipynb", "smc_models.ipynb", "guidance.ipynb"} <= names
 
 
 @pytest.mark.slow

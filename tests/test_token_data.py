@@ -78,6 +78,26 @@ def test_markov_source_has_its_chain_law():
     assert abs(toy.sequence_entropy(4) - 3.944881) < 1e-6
 
 
+@pytest.mark.parametrize("beta, bonus", [(1.0, None), (2.0, None), (0.5, [0.0, 0.0, 1.5])])
+def test_tilted_chain_is_the_tilted_law(beta, bonus):
+    """p^beta exp(sum_i bonus[x^i]) / Z by enumeration of all 3^4 sequences: the tilted chain's
+    probability of each sequence, and its exact statistics, against the normalised weights."""
+    from difflab.metrics.tokens import chain_statistics
+
+    chain, length = markov.toy_chain(), 4
+    x = chain.all_sequences(length)
+    log_w = beta * chain.log_prob(x) + (0.0 if bonus is None else np.sum(np.take(bonus, x), 1))
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    law = chain.tilted(length, beta, bonus)
+    q = law.first[x[:, 0]] * np.prod(law.steps[np.arange(3), x[:, :-1], x[:, 1:]], axis=1)
+    np.testing.assert_allclose(q, w, rtol=1e-10)
+    stats = chain_statistics(law, chain)
+    marginals = np.stack([np.bincount(x[:, i], w, 3) for i in range(length)])
+    np.testing.assert_allclose(stats["marginals"], marginals, atol=1e-12)
+    assert abs(stats["log_p_per_token"] - w @ chain.log_prob(x) / length) < 1e-12
+
+
 def test_token_npz(tmp_path):
     f = tmp_path / "tok.npz"
     np.savez(f, x=np.array([[0, 1, 2], [2, 1, 0]]), label=np.array([0, 1]))
