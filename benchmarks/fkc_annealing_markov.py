@@ -17,7 +17,6 @@ fkc_annealing_markov.json and .png.
 from __future__ import annotations
 
 import json
-import os
 import time
 
 from absl import app, flags
@@ -37,6 +36,7 @@ def main(argv):
     import jax
     import numpy as np
 
+    from difflab.benchmarks.common import write_result
     from difflab.metrics.tokens import chain_statistics, sample_statistics, statistic_distances
     from difflab.samplers import masked_fkc, solvers
     from difflab.training.run import load_run
@@ -79,21 +79,15 @@ def main(argv):
                 }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    out_dir = _OUT.value or os.path.join(os.path.dirname(__file__), "results")
-    os.makedirs(out_dir, exist_ok=True)
     result = {
         "workdir": _WORKDIR.value,
         "step": int(run.step),
         "steps": _STEPS.value,
         "repeats": _REPEATS.value,
-        "machine": f"{jax.devices()[0].platform}, {os.cpu_count()} cores",
         "rows": rows,
     }
-    path = os.path.join(out_dir, "fkc_annealing_markov.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-    plot(rows, os.path.join(out_dir, "fkc_annealing_markov.png"))
-    print(f"wrote {path}")
+    path = write_result("fkc_annealing_markov", result, _OUT.value)
+    plot(rows, path.replace(".json", ".png"))
 
 
 def plot(rows, path):
