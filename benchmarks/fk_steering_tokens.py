@@ -50,8 +50,8 @@ def main(argv):
                 best.append(x[np.argmax(r)])
                 min_ess.append(float(np.min(info["ess"])) / k)
                 nfe = float(info["nfe"]) * k  # k particles' passes for one output
-            setting = {"particles": k, "scale": scale, "min_ess_fraction": np.mean(min_ess)}
-            setting["min_ess_fraction"] = round(float(setting["min_ess_fraction"]), 3)
+            ess = round(float(np.mean(min_ess)), 3)
+            setting = {"particles": k, "scale": scale, "min_ess_fraction": ess}
             rows.append(row("fk_steering", np.stack(picked), nfe, **setting))
             rows.append(row("fk_steering_best", np.stack(best), nfe, **setting))
     note = (

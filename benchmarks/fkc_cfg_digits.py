@@ -11,15 +11,14 @@ particles per class with that score and reweights / resamples them (systematic, 
 that the population targets p^(1-w) p(.|c)^w. --particles sets other population sizes N (each
 class's num_samples / 10 samples then come from ceil(num_samples / 10 / N) populations, a random
 subset of the last when N is larger): if the Frechet distance of the FKC samples came from the
-populations' collapse onto few lineages it would fall as N grows; if it is the target's own
-distance to the data it stays. Every sample is scored by the project's digit classifier (accuracy
-on the guided class) and by its Frechet distance to data digits (class mix matched); FKC rows add
-the ESS trace and resampling counts. Writes fkc_cfg_digits.json and .png.
+populations' collapse onto few lineages it would fall as N grows; if it belongs to the law the
+weighted populations converge to, it settles. Every sample is scored by the project's digit
+classifier (accuracy on the guided class) and by its Frechet distance to data digits (class mix
+matched); FKC rows add the ESS trace and resampling counts. Writes fkc_cfg_digits.json and .png.
 """
 
 from __future__ import annotations
 
-import os
 import time
 
 from absl import app, flags, logging
@@ -84,10 +83,8 @@ def main(argv):
         f"{frechet.classifier()[1]:.3f})",
         "rows": rows,
     }
-    out = _OUT.value or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-    path = write_result("fkc_cfg_digits", result, out)
+    path = write_result("fkc_cfg_digits", result, _OUT.value)
     figure(rows, path.replace(".json", ".png"))
-    print(f"wrote {path}")
 
 
 def fkc_row(run, w, particles, per_class, steps, labels, ref) -> dict:
