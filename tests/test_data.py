@@ -52,6 +52,15 @@ def test_digits_range_labels_and_epochs():
     assert len(test.x) + n == 1797
 
 
+def test_digits_are_scikit_learns_digits():
+    """Read from scikit-learn's file without importing it: the same images and labels."""
+    from sklearn.datasets import load_digits
+
+    d, reference = data.digits(0), load_digits()
+    np.testing.assert_array_equal(d.x[..., 0], reference.images / 8.0 - 1.0)
+    np.testing.assert_array_equal(d.label, reference.target)
+
+
 def test_gmm_parameters_exposed():
     from difflab.data import toy
 
