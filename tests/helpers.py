@@ -60,17 +60,10 @@ def run_sample(args, timeout=300):
     return run_script("sample.py", args, timeout=timeout)
 
 
-# The CLI subprocess tests run tiny models for few steps, so their time is XLA compilation:
-# LLVM's -O0 backend compiles about a third faster (measured on the shipped configs) and every
-# run of a comparison uses the same flags. In-process tests keep the default optimisation.
-FAST_COMPILE = "--xla_backend_optimization_level=0"
-
-
 def subprocess_env(env_extra=None) -> dict:
-    """os.environ plus env_extra, unbuffered, with FAST_COMPILE added to XLA_FLAGS."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
-    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
-    return env
+    """os.environ (with the suite's compilation settings, tests/conftest.py) plus env_extra,
+    unbuffered."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
 
 
 def run_script(script, args, env_extra=None, timeout=600):

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import stats
 
 from difflab.models import categorical as cat
@@ -39,6 +40,7 @@ def test_m5c_draws_run_in_float64_under_jit_and_return_int32():
     assert out.dtype == jnp.int32 and out.shape == (4,)
 
 
+@pytest.mark.optimized
 def test_low_probability_categories_drawn_at_their_true_frequency():
     """100 categories of probability 1e-5 each next to one of ~0.999: float64 draws hit the rare
     set at its true rate (1e-3) and each rare category about equally."""

@@ -28,6 +28,7 @@ def exact_birth(x, t):
     return W * (R + jnp.sum(x, -1, keepdims=True)) / (BETA + (1.0 - t[:, None]) * W.sum())
 
 
+@pytest.mark.optimized
 @pytest.mark.slow
 def test_rate_network_learns_the_exact_marginal_rates():
     process = CountFlow(source="zeros")
@@ -60,6 +61,7 @@ def test_rate_network_learns_the_exact_marginal_rates():
     assert float(jnp.mean(death)) < 0.05 * float(jnp.mean(exact))  # no deaths on this path
 
 
+@pytest.mark.optimized
 @pytest.mark.slow
 def test_short_count_run_on_cells_approaches_the_data(tmp_path):
     c = counts_cells.get_config()

@@ -130,6 +130,7 @@ def test_c2_negative_control_wrong_rates_fail():
     assert total_variation(x[:, 0], pmf) > 0.04
 
 
+@pytest.mark.optimized
 def test_c2_tau_leaping_mean_exact_and_variance_converges_at_rate_1_over_k():
     process = CountFlow(source="zeros")
     expected = {4: 13.08, 16: 16.52, 64: 17.66}  # MATH.md C2 (numpy reference)
@@ -189,6 +190,7 @@ def test_c3_marginal_rates_satisfy_the_kolmogorov_forward_equation():
     assert np.max(np.abs(dp - rhs)[:40]) < 1e-7
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize("name", ["tau_leaping", "unit_jump"])
 def test_c3_samplers_with_tabulated_rates_reproduce_the_data_law(name):
     steps = 400
@@ -297,6 +299,7 @@ def mvnb_denoiser(x, t, cond=None):
     return log_rate_pred(jnp.log(rate), NEG)
 
 
+@pytest.mark.optimized
 def test_c5_exact_sampler_reproduces_multivariate_covariance():
     process = CountFlow(source="zeros")
 
@@ -320,6 +323,7 @@ def test_c5_exact_sampler_reproduces_multivariate_covariance():
 # -- C6: pure death and the monotone coupling ------------------------------------------------
 
 
+@pytest.mark.optimized
 def test_c6_pure_death_from_poisson_source():
     lam = 6.0
     process = CountFlow(source="poisson", source_rate=lam)
@@ -375,6 +379,7 @@ def test_huge_death_rates_never_make_counts_negative(name):
     np.testing.assert_array_equal(x, 0)
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize("name", ["tau_leaping", "unit_jump"])
 @pytest.mark.parametrize("grid_kind", ["power", "uniform"])
 def test_units_that_must_die_are_dead_at_the_end(name, grid_kind):

@@ -65,6 +65,7 @@ PRODUCT = (((1.0, 0.5), (-0.5, 0.8)), (1.0, 1.0))
 CFG_LAWS = ((1.0, 1.0), (0.0, np.sqrt(2.0)))  # p(x | c = 1), p(x) with tau^2 = 1
 
 
+@pytest.mark.optimized
 def test_annealing_reaches_p_to_the_beta_and_estimates_its_normaliser():
     """A3: N(1, 0.5^2)^2 ~ N(1, 0.125): mean within 0.03, variance within 8%; the naive sampler
     has variance ~0.083. log Z = (1 - beta)/2 log(v_0 / v_1) = 0.693 within 0.25."""
@@ -78,6 +79,7 @@ def test_annealing_reaches_p_to_the_beta_and_estimates_its_normaliser():
     assert abs(naive / 0.125 - 1) > 0.2, naive
 
 
+@pytest.mark.optimized
 def test_product_of_experts_matches_its_closed_form():
     """A5: N(1, 0.5^2) N(-0.5, 0.8^2) ~ N(0.5787, 0.1798): mean within 0.05, variance within 8%;
     the naive sampler is off."""
@@ -87,6 +89,7 @@ def test_product_of_experts_matches_its_closed_form():
     assert abs(naive[1] / 0.1798 - 1) > 0.2 or abs(naive[0] - 0.5787) > 0.1, naive
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize("w", [2.0, 3.0])
 def test_cfg_target_matches_its_closed_form(w):
     """A6: p(x)^(1 - w) p(x | c)^w with tau^2 = c = 1 is N(w / L, 1 / L), L = (1 - w)/2 + w:

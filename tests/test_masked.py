@@ -189,6 +189,7 @@ def test_m3_ancestral_law_by_dynamic_programming():
     np.testing.assert_allclose(tv, [0.32038, 0.16678, 0.08558, 0.02185], atol=2e-5)
 
 
+@pytest.mark.optimized
 def test_m3_ancestral_samples_follow_q_t_and_converge():
     q4 = ancestral_law(4)
     x, _ = sample(discrete.ancestral(), 4, 50_000)

@@ -13,6 +13,7 @@ from difflab.training.run import load_run
 from tests.helpers import run_sample, run_train
 
 
+@pytest.mark.optimized
 @pytest.mark.slow
 def test_training_learns_the_markov_source(tmp_path):
     c = masked_markov.get_config()

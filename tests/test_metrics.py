@@ -1,11 +1,13 @@
 """Metrics: distances are zero on identical sets, grow with a shift, and see a missing mode."""
 
 import numpy as np
+import pytest
 
 from difflab import data
 from difflab.metrics import distances, frechet
 
 
+@pytest.mark.optimized
 def test_sliced_wasserstein_of_a_shift():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4000, 2))

@@ -40,6 +40,7 @@ def conditional_law(fixed):
     return p / p.sum()
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize("name", ["first_hitting", "ancestral"])
 def test_prompts_and_infilling_sample_the_conditional_law(name):
     """Prompt (x^0 = 2) and infilling (x^0 = 2, x^2 = 1): the free positions follow p(x | given)

@@ -168,6 +168,7 @@ def train_small(process, steps, width, batch, time_scale, lr, seed=0, chunk=100)
     return models.denoiser(graphdef, state[0])
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize(
     "objective", ["shortcut", pytest.param("meanflow", marks=pytest.mark.slow)]
 )

@@ -48,6 +48,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert not any(name.startswith("samples") for name in os.listdir(tmp_path / "full"))
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize("family", ["flow", "diffusion"])
 def test_training_lowers_loss_and_learns_the_mixture(tmp_path, family):
     c = tiny_config(steps=2000, steps_per_call=50, batch_size=256)

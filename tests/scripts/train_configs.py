@@ -1,7 +1,7 @@
 """Each config file given trains its shrunk version (tests.test_configs.shrunk) for one step and
 runs its final evaluation, all in this one process: prints one JSON line per config,
 {"config": name, "ok": bool, "last": metrics or "error": message}. The suite runs it under
-XLA's unoptimised CPU backend (tests.helpers.FAST_COMPILE): one step is all compilation."""
+XLA's unoptimised CPU backend (tests/conftest.py): one step is all compilation."""
 
 import json
 import os
