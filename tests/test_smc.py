@@ -112,6 +112,7 @@ def steering_draw(lam, kind="diff", n=4096, steps=200):
     return jax.jit(lambda k: sampler(k, den, VP, (n, 1), None, grid))
 
 
+@functools.cache
 def steer(lam, kind="diff", n=4096, steps=200, seed=0):
     x, info = steering_draw(lam, kind, n, steps)(jax.random.key(seed))
     return np.asarray(x), jax.tree.map(np.asarray, info)
