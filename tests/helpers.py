@@ -66,6 +66,12 @@ def subprocess_env(env_extra=None) -> dict:
     return {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
 
 
+def cpu_devices_env(n: int) -> dict:
+    """Environment for a subprocess on n virtual CPU devices; keeps the suite's XLA flags."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
+    return {"XLA_FLAGS": flags.strip(), "JAX_PLATFORMS": "cpu"}
+
+
 def run_script(script, args, env_extra=None, timeout=600):
     """`python <script> <args>` from the repository root, output captured as text."""
     env = subprocess_env(env_extra)

@@ -73,7 +73,9 @@ def test_train_then_sample(tmp_path):
     name = "ddpm_5steps_seed0_ckpt100_svdd2a0target1--1_observed-obs"
     result = json.load(open(work / "samples" / name / "metrics.json"))
     assert result["nfe"] == 5 + 2 * 4 and result["guide"]["svdd"] == 2
-    np.testing.assert_allclose(np.load(work / "samples" / name / "samples.npz")["x"][:, 0], 0.5)
+    # the known coordinate ends at y, up to float32 rounding of the x0 <-> prediction conversions
+    x0 = np.load(work / "samples" / name / "samples.npz")["x"][:, 0]
+    np.testing.assert_allclose(x0, 0.5, rtol=0, atol=1e-6)
 
     bad = run_sample([f"--workdir={work}", "--sampler=first_hitting"])
     message = "sampler 'first_hitting' is not available for the 'flow'"

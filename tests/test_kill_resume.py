@@ -13,12 +13,10 @@ import numpy as np
 import pytest
 
 from difflab.training.run import load_state
-from tests.helpers import ROOT, overrides, subprocess_env, tiny_config
+from tests.helpers import ROOT, cpu_devices_env, overrides, subprocess_env, tiny_config
 
 STEPS = 200  # ~2 s of training on CPU: kills land before, during and between saves
-ENV = subprocess_env(
-    {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-)
+ENV = subprocess_env(cpu_devices_env(1))
 
 
 def config():

@@ -14,7 +14,7 @@ import pytest
 from difflab.training import checkpoint, loop
 from difflab.training.loop import train
 from difflab.training.run import load_state
-from tests.helpers import ROOT, subprocess_env, tiny_config
+from tests.helpers import ROOT, cpu_devices_env, subprocess_env, tiny_config
 
 
 def poisoned(step_to_poison):
@@ -133,18 +133,14 @@ def test_restore_on_a_different_number_of_devices(tmp_path):
     c = tiny_config(steps=40, steps_per_call=10, evaluate=False)
     c.train.save_every = 10
     args = ["--config", os.path.join(ROOT, "configs/flow_gmm.py"), *overrides(c)]
-    env = lambda n: {
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
-        "JAX_PLATFORMS": "cpu",
-    }
     for name, first, second in (("8to1", 8, 1), ("1to8", 1, 8)):
         work = f"--workdir={tmp_path / name}"
-        r = run_train([*args, work, "--stop_after=20"], env(first))
+        r = run_train([*args, work, "--stop_after=20"], cpu_devices_env(first))
         assert r.returncode == 0, r.stderr[-2000:]
-        r = run_train([*args, work], env(second))
+        r = run_train([*args, work], cpu_devices_env(second))
         assert r.returncode == 0, r.stderr[-2000:]
         assert "resuming" in r.stdout
-    r = run_train([*args, f"--workdir={tmp_path / 'ref'}"], env(1))  # uninterrupted
+    r = run_train([*args, f"--workdir={tmp_path / 'ref'}"], cpu_devices_env(1))  # uninterrupted
     assert r.returncode == 0, r.stderr[-2000:]
     _, _, ref, _ = load_state(str(tmp_path / "ref"))
     for name in ("8to1", "1to8"):

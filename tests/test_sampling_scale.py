@@ -9,7 +9,7 @@ import pytest
 from difflab.training import shards
 from difflab.training.components import build
 from difflab.training.sampling import draw
-from tests.helpers import run_script, tiny_config
+from tests.helpers import cpu_devices_env, run_script, tiny_config
 
 
 def test_batch_size_does_not_change_the_samples():
@@ -34,7 +34,7 @@ def test_eight_devices_give_one_devices_samples():
     r = run_script(
         "tests/scripts/eight_devices.py",
         [],
-        {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"},
+        cpu_devices_env(8),
     )
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])

@@ -13,7 +13,14 @@ import pytest
 from difflab.configs.common import diffusion_process
 from difflab.training.loop import train
 from difflab.training.run import load_state
-from tests.helpers import ROOT, overrides, run_train, subprocess_env, tiny_config
+from tests.helpers import (
+    ROOT,
+    cpu_devices_env,
+    overrides,
+    run_train,
+    subprocess_env,
+    tiny_config,
+)
 
 
 def assert_trees_equal(a, b):
@@ -90,7 +97,7 @@ def test_eight_devices_match_one_device(tmp_path):
                 *overrides(c),
                 f"--workdir={tmp_path / str(n)}",
             ],
-            {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"},
+            cpu_devices_env(n),
         )
         assert r.returncode == 0, r.stderr[-3000:]
         curves[n] = loss_curve(tmp_path / str(n))
@@ -110,9 +117,7 @@ def test_two_processes_match_one_process(tmp_path):
     """train.py as 2 jax.distributed processes (gloo) == 1 process, same global batch."""
     c = tiny_config(steps=30, steps_per_call=10, batch_size=64)
     args = ["--config", os.path.join(ROOT, "configs/flow_gmm.py"), *overrides(c)]
-    env = subprocess_env(
-        {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    )
+    env = subprocess_env(cpu_devices_env(1))
     port = free_port()
     procs = [
         subprocess.Popen(
