@@ -21,10 +21,12 @@ def test_the_notebooks_are_there():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
-def test_notebook_runs_top_to_bottom(path, monkeypatch):
+def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
     """The kernel inherits the environment: quick settings, the suite's compilation cache and
-    the fast-compiling XLA flags of the other subprocess tests."""
-    for name, value in subprocess_env({"DIFFLAB_NOTEBOOK_QUICK": "1"}).items():
+    the fast-compiling XLA flags of the other subprocess tests, and a temporary folder (for its
+    quick runs) inside the test's own."""
+    quick = {"DIFFLAB_NOTEBOOK_QUICK": "1", "TMPDIR": str(tmp_path)}
+    for name, value in subprocess_env(quick).items():
         monkeypatch.setenv(name, value)
     nb = nbformat.read(path, as_version=4)
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]

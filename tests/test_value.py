@@ -2,9 +2,6 @@
 against its closed form for Gaussian data; training itself runs in the every-config test), and a
 value run values SVDD's candidates through `draw`."""
 
-import os
-import tempfile
-
 import jax
 import numpy as np
 import pytest
@@ -16,16 +13,21 @@ from difflab.training.guiding import Guide
 from difflab.training.sampling import draw
 from tests.helpers import tiny_config
 
-GAUSSIAN = os.path.join(tempfile.mkdtemp(prefix="value_"), "normal.npz")
-np.savez(GAUSSIAN, x=np.random.default_rng(0).normal(size=(4096, 1)).astype(np.float32))
+
+@pytest.fixture(scope="module")
+def gaussian_npz(tmp_path_factory) -> str:
+    """4096 draws of N(0, 1) as an npz data file (in pytest's temporary folder)."""
+    path = str(tmp_path_factory.mktemp("value") / "normal.npz")
+    np.savez(path, x=np.random.default_rng(0).normal(size=(4096, 1)).astype(np.float32))
+    return path
 
 
-def test_the_exact_posterior_expected_reward_minimises_the_value_loss():
+def test_the_exact_posterior_expected_reward_minimises_the_value_loss(gaussian_npz):
     """Data N(0, 1), linear flow path, r(x) = -x^2 / 2: E[r | x_t] = -(m^2 + v) / 2 with
     m = alpha x_t / (alpha^2 + sigma^2), v = sigma^2 / (alpha^2 + sigma^2) minimises the
     implemented loss (x_t from the process's own corruption and time law): shifted, scaled or
     time-reversed versions of it score worse on the same 2^16 draws."""
-    process = build(gaussian_config()).process
+    process = build(gaussian_config(gaussian_npz)).process
 
     def exact(x, t, cond=None, shift=0.0, scale=1.0, flip=False):
         t = 1.0 - t if flip else t
@@ -43,10 +45,10 @@ def test_the_exact_posterior_expected_reward_minimises_the_value_loss():
 KEY = jax.random.key(1)
 
 
-def gaussian_config():
+def gaussian_config(path):
     c = value_checkerboard.get_config()
     c.data.name = "npz"
-    c.data.path = GAUSSIAN
+    c.data.path = path
     c.process = value_process(flow_process(), "target", "0")
     return c
 
