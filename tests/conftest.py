@@ -34,7 +34,9 @@ def xla_accepts(flags: str) -> bool:
 # Unoptimised, XLA's CPU backend compiles about twice as fast with its older elemental emitters
 # than with its fusion emitters (three configs' programs: 21 s of backend compile -> 10 s; the
 # whole suite's summed test time 1577 -> 1264 s). Added once, in the controlling process (xdist
-# workers and every subprocess inherit the variable), when this XLA still has the flag.
+# workers and every subprocess inherit the variable), when this XLA still has the flag;
+# DIFFLAB_TEST_XLA_FLAGS records what was added (empty: this XLA lacks it), so that the workers
+# do not probe again (setting it beforehand, e.g. to "", runs the suite without the flag).
 FAST_COMPILE = "--xla_cpu_use_fusion_emitters=false"
 if os.environ.get("DIFFLAB_TEST_XLA_FLAGS") is None:
     given = os.environ.get("XLA_FLAGS", "")
