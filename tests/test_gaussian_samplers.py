@@ -27,9 +27,6 @@ PROCESSES = {
     "vp_cosine": continuous.GaussianDiffusion(continuous.cosine(), "v"),
     "vp_linear": continuous.GaussianDiffusion(continuous.linear_beta(), "v"),
 }
-# the oracle loops (N = 20000 through hundreds of steps) run ~1.5x faster optimised
-pytestmark = pytest.mark.optimized
-
 STEPS = {"euler": 200, "heun": 50, "heun_edm": 64, "ddpm": 500, "ddim": 100, "em": 500}
 
 
