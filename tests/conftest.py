@@ -55,6 +55,15 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+def one_test_at_a_time(config):
+    """Let xdist hand out tests one by one as workers free up (--maxschedchunk=1) unless the
+    command line says otherwise. By default it first deals each worker a fixed quarter of its
+    share in consecutive chunks: that put all the slow tests, which sort first, on one worker,
+    which ran 644 s while the other finished at 568 s and idled."""
+    if getattr(config.option, "maxschedchunk", 0) is None:
+        config.option.maxschedchunk = 1
+
+
 @contextlib.contextmanager
 def xla_optimised():
     """Compile with XLA's optimisations on inside the block."""
@@ -78,11 +87,13 @@ def xla_optimisation(request):
 
 
 def pytest_configure(config):
-    """Train the project's digit classifier (metrics.frechet, cached in .cache/) once, in the
-    controlling process, before the workers and subprocesses start: otherwise each process that
-    scores digits first trains its own copy (10 s each on 2 cores)."""
+    """In the controlling process only: hand out tests one at a time (one_test_at_a_time), and
+    train the project's digit classifier (metrics.frechet, cached in .cache/) before the workers
+    and subprocesses start: otherwise each process that scores digits first trains its own copy
+    (10 s each on 2 cores)."""
     if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
         return
+    one_test_at_a_time(config)
     from difflab.metrics import frechet
 
     with xla_optimised():  # a training loop
