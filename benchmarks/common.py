@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: the machine description and writing a JSON result."""
+"""Shared by the benchmark scripts: the machine description, a JSON result, timing calls."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime
 import json
 import os
 import platform
+import time
 
 import jax
 
@@ -23,6 +24,20 @@ def machine() -> dict:
         "jax": jax.__version__,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def first_and_best_seconds(fn, repeats: int) -> tuple[float, float]:
+    """(seconds of the first call, which compiles, and of the fastest of `repeats` later calls);
+    each call waits for its result."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return first, min(times)
 
 
 def write_result(name: str, result: dict, out_dir: str | None = None) -> str:

@@ -12,8 +12,6 @@ once on the whole batch with one key (no per-sample keys, nothing split), to sho
 per-sample randomness costs. Writes sampling_throughput_<platform>.json.
 """
 
-import time
-
 from absl import app, flags
 
 _CONFIG = flags.DEFINE_string("config", "shortcut_digits", "config whose network is sampled")
@@ -23,25 +21,13 @@ _OUT = flags.DEFINE_string("out", None, "result directory (default benchmarks/re
 SETTINGS = [("few_step", 1), ("euler", 50)]
 
 
-def best_of(fn, repeats):
-    """(seconds of the first call, seconds of the fastest of `repeats` later calls)."""
-    start = time.perf_counter()
-    fn()
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return first, min(times)
-
-
 def timed(comp, sampler, steps, batch, repeats) -> dict:
     """The draw_chunks path against one batched call of the plain sampler."""
     import jax
     import numpy as np
 
     from difflab import samplers
+    from difflab.benchmarks.common import first_and_best_seconds
     from difflab.training.sampling import draw_chunks
 
     labels = np.arange(batch) % max(comp.num_classes, 1) if comp.num_classes else None
@@ -59,8 +45,8 @@ def timed(comp, sampler, steps, batch, repeats) -> dict:
     def one_call():
         np.asarray(batched(jax.random.key(0), comp.init_params)[0])
 
-    compile_s, best = best_of(chunked, repeats)
-    batched_compile_s, batched_best = best_of(one_call, repeats)
+    compile_s, best = first_and_best_seconds(chunked, repeats)
+    batched_compile_s, batched_best = first_and_best_seconds(one_call, repeats)
     return {
         "sampler": sampler,
         "steps": steps,

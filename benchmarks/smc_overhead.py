@@ -13,8 +13,6 @@ predictions and memory), best of 50 calls. Overhead share = t_particles / (t_ste
 t_particles). Writes smc_overhead_<platform>.json.
 """
 
-import time
-
 from absl import app, flags  # noqa: E402
 
 _N = flags.DEFINE_integer("particles", 4096, "number of particles")
@@ -22,19 +20,6 @@ _STEPS = flags.DEFINE_integer("steps", 10, "DDPM steps per timed run")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "timed runs (the best is kept)")
 _CONFIG = flags.DEFINE_string("config", "diffusion_digits", "config whose network is timed")
 _OUT = flags.DEFINE_string("out", None, "result directory (default benchmarks/results)")
-
-
-def best_time(fn, repeats):
-    """Seconds of the fastest of `repeats` calls, after one compiling call."""
-    import jax
-
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def particle_step(comp, reward, shape, cond):
@@ -72,12 +57,12 @@ def main(argv):
     import jax.numpy as jnp
 
     from difflab import samplers
-    from difflab.benchmarks.common import write_result
+    from difflab.benchmarks.common import first_and_best_seconds, write_result
     from difflab.samplers import smc, steering
     from difflab.training import rewards
     from difflab.training.components import build
 
-    config = importlib.import_module(f"configs.{_CONFIG.value}").get_config()
+    config = importlib.import_module(f"difflab.configs.{_CONFIG.value}").get_config()
     comp = build(config)
     n, steps = _N.value, _STEPS.value
     shape = (n, *comp.dataset.shape)
@@ -105,11 +90,11 @@ def main(argv):
             return sampler(key, comp.denoiser(params), comp.process, shape, cond, grid)[0]
 
         call = lambda run=run: run(jax.random.key(0), comp.init_params)
-        times[name] = best_time(call, _REPEATS.value)
+        times[name] = first_and_best_seconds(call, _REPEATS.value)[1]
         print(f"{name}: {times[name] / steps * 1e3:.1f} ms per step", flush=True)
     plain = times["plain DDPM"]
     particle_work = particle_step(comp, reward, shape, cond)
-    isolated = best_time(particle_work, 50)
+    isolated = first_and_best_seconds(particle_work, 50)[1]
     print(f"particle work alone: {isolated * 1e3:.2f} ms per step", flush=True)
     rows = [
         {

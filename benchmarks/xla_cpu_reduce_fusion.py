@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from absl import app, flags
 
@@ -32,14 +31,10 @@ def best_ms(fn, args, repeats):
     """Milliseconds of the fastest of `repeats` calls of the jitted fn, after compiling it."""
     import jax
 
+    from difflab.benchmarks.common import first_and_best_seconds
+
     fn = jax.jit(fn)
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
+    return 1e3 * first_and_best_seconds(lambda: fn(*args), repeats)[1]
 
 
 def ddpm_ms(posterior_mean, process, shape, steps=500):
