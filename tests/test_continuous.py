@@ -14,6 +14,7 @@ from difflab.data import toy
 from difflab.metrics import oracles
 from difflab.models import common, continuous, flow
 from difflab.samplers import solvers
+from tests.helpers import jit_for_oracles
 from tests.test_solvers_oracle import ks_statistic, mode_weights
 
 SCHEDULES = {
@@ -130,7 +131,7 @@ def draw(name, steps, parameterization="eps", eta=None, schedule="cosine"):
     if name == "heun_edm":
         grid = solvers.edm_grid(p, steps, sigma_max=float(np.exp(7.5)))
     den = oracles.exact_denoiser(GMM1, p)
-    x, info = jax.jit(lambda k: sampler(k, den, p, (N, 1), None, grid))(jax.random.key(0))
+    x, info = jit_for_oracles(lambda k: sampler(k, den, p, (N, 1), None, grid))(jax.random.key(0))
     return np.asarray(x), int(info["nfe"])
 
 
@@ -177,7 +178,7 @@ def test_sde_sampler_on_a_flow_model(eta):
     grid = samplers.grid("em", p, 1000)
     assert float(grid[0]) == pytest.approx(80 / 81, rel=1e-5)
     den = oracles.exact_denoiser(GMM1, p)
-    x, _ = jax.jit(lambda k: sampler(k, den, p, (N, 1), None, grid))(jax.random.key(3))
+    x, _ = jit_for_oracles(lambda k: sampler(k, den, p, (N, 1), None, grid))(jax.random.key(3))
     assert_reproduces_gmm(np.asarray(x))
 
 
@@ -257,7 +258,7 @@ def test_elbo_training_loss_has_the_low_variance_estimator():
     den = oracles.exact_denoiser(gmm, p)
     x = gmm.sample(jax.random.key(0), 2048)
     d, keys = 2, jax.random.split(jax.random.key(1), 24)
-    loss = jax.jit(lambda k: p.loss(den, k, {"x": x})[0] * np.log(2))  # nats per dim
+    loss = jit_for_oracles(lambda k: p.loss(den, k, {"x": x})[0] * np.log(2))  # nats per dim
 
     def t_uniform(k):
         k_t, k_eps = jax.random.split(k)
@@ -298,7 +299,7 @@ def test_per_example_nelbo_of_gaussian_data_matches_quadrature():
         recon = 0.5 * np.log(2 * np.pi * np.e * np.exp(-6.0))
         xs = jnp.full((n, 1), x)
         draws = np.asarray(
-            jax.jit(lambda k, xs: p.nelbo_draw(exact_eps, k, xs))(jax.random.key(7), xs)
+            jit_for_oracles(lambda k, xs: p.nelbo_draw(exact_eps, k, xs))(jax.random.key(7), xs)
         )
         se = draws.std() / np.sqrt(n)
         assert abs(draws.mean() - (prior + recon + diffusion)) < 3 * se + 1e-4, (x, se)

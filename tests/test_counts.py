@@ -397,7 +397,7 @@ def test_units_that_must_die_are_dead_at_the_end(name, grid_kind):
         if grid_kind == "power"
         else solvers.uniform_grid(100, 1.0, process.t_min)
     )
-    x, _ = run(getattr(discrete, name), death, process, (20000, 4), grid)
+    x, _ = run(getattr(discrete, name), death, process, (5000, 4), grid)
     alive = float(np.mean(x >= 1))
     assert alive < 0.0006 + 4 * np.sqrt(0.0006 / x.size), alive
     if name == "tau_leaping":  # and the intermediate marginal is Poisson(6 t)

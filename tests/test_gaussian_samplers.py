@@ -17,6 +17,7 @@ from difflab.data import toy
 from difflab.metrics import oracles
 from difflab.models import continuous, flow
 from difflab.samplers import solvers
+from tests.helpers import jit_for_oracles
 
 GMM1 = toy.standard_mixture_1d()
 N = 20_000
@@ -49,7 +50,7 @@ def draw(process_name, sampler_name, steps):
     sampler = samplers.get(family, sampler_name)
     grid = samplers.grid(sampler_name, p, steps)
     den = oracles.exact_denoiser(GMM1, p)
-    x, info = jax.jit(lambda k: sampler(k, den, p, (N, 1), None, grid))(jax.random.key(0))
+    x, info = jit_for_oracles(lambda k: sampler(k, den, p, (N, 1), None, grid))(jax.random.key(0))
     return np.asarray(x), int(info["nfe"])
 
 

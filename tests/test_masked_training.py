@@ -17,12 +17,14 @@ from tests.helpers import run_sample, run_train
 @pytest.mark.slow
 def test_training_learns_the_markov_source(tmp_path):
     c = masked_markov.get_config()
-    c.model.width, c.model.depth = 64, 2
+    # width 32, depth 1 (13 s on 2 cores) learns the chain as well as width 64, depth 2 did
+    # (33 s): final loss 1.018 vs 1.015 x entropy, sample NLL 1.064 vs 1.056 x entropy
+    c.model.width, c.model.depth = 32, 1
     c.data.seq_len = 16
     c.train.steps, c.train.steps_per_call, c.train.batch_size = 800, 50, 128
     c.train.log_every, c.train.eval_every, c.train.save_every = 50, 800, 800
     c.train.ema_decay = 0.99
-    c.optim.lr, c.optim.warmup_steps = 2e-3, 50
+    c.optim.lr, c.optim.warmup_steps = 3e-3, 50
     c.eval.num_samples, c.eval.steps = 1000, 16
     final = train(c, str(tmp_path / "run"))
     losses = [
