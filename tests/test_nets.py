@@ -110,3 +110,25 @@ def test_sequence_transformer(dtype):
     assert outs[True] > 0 and outs[False] == 0  # time_conditioning=False ignores t
     with pytest.raises(ValueError, match="token sequences"):
         nets.build(mc, (8, 8, 1), 0, 0, vocab_size=5)
+
+
+def test_a_network_built_again_reuses_its_compiled_initialiser():
+    """The same network again: the same parameters from the kept initialiser (no new entry);
+    any change of seed, width, data shape or classes: a new initialiser and new parameters."""
+    mc = ml_collections.ConfigDict({"net": "mlp", "dtype": "float32", "width": 8, "depth": 1})
+
+    def params(mc=mc, shape=(2,), classes=0, seed=0):
+        return jax.tree.leaves(models.split(nets.build(mc, shape, classes, seed))[1])
+
+    first = params()
+    kept = len(nets.INITIALISERS)
+    again = params()
+    assert len(nets.INITIALISERS) == kept
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    wider = ml_collections.ConfigDict({**mc.to_dict(), "width": 16})
+    for other in (params(seed=1), params(mc=wider), params(shape=(3,)), params(classes=4)):
+        same = len(other) == len(first) and all(
+            a.shape == b.shape and np.array_equal(a, b) for a, b in zip(first, other, strict=True)
+        )
+        assert not same
+    assert len(nets.INITIALISERS) == kept + 4
