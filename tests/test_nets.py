@@ -132,3 +132,22 @@ def test_a_network_built_again_reuses_its_compiled_initialiser():
         )
         assert not same
     assert len(nets.INITIALISERS) == kept + 4
+
+
+def test_components_initialise_the_network_only_when_asked():
+    """A run's components (what loading a checkpoint builds) hold the network's structure; its
+    initial parameters are compiled and made on first use, equal to nets.build's."""
+    from difflab.training.components import build as build_components
+    from tests.helpers import tiny_config
+
+    c = tiny_config()
+    c.seed = 90_210  # a network no other test builds
+    comp = build_components(c)
+    kept = len(nets.INITIALISERS)
+    assert comp.graphdef == nets.structure(*comp.net_args)
+    assert len(nets.INITIALISERS) == kept
+    params = comp.init_params
+    assert len(nets.INITIALISERS) == kept + 1
+    direct = models.split(nets.build(c.model, (2,), 0, 90_210))[1]
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(direct), strict=True):
+        np.testing.assert_array_equal(a, b)

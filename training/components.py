@@ -4,6 +4,7 @@ and the process described by a config, with the checks that they fit together.""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from difflab import data, models, samplers
 from difflab.data import counts
@@ -16,11 +17,17 @@ class Components:
     config: object
     dataset: object
     graphdef: object
-    init_params: dict
+    net_args: tuple  # nets.build's arguments: the initial parameters are made on first use
     process: object
     num_classes: int  # classes the network is conditioned on (0: unconditional)
     # compiled samplers by setting (training.sampling.compiled_sampler)
     compiled: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @functools.cached_property
+    def init_params(self) -> dict:
+        """The network's parameters initialised from config.seed, made when first asked for
+        (a run loaded from a checkpoint never initialises its network)."""
+        return models.split(nets.build(*self.net_args))[1]
 
     def denoiser(self, params):
         """The sampling denoiser (average-velocity models: at their trained velocity step)."""
@@ -30,7 +37,8 @@ class Components:
 
 
 def build(config) -> Components:
-    """Data set, network (initialised from config.seed) and process described by `config`."""
+    """Data set, network (its structure; its parameters initialised from config.seed on first
+    use) and process described by `config`."""
     dataset = data.build(config.data)
     if config.model.conditional and not dataset.num_classes:
         raise ValueError(
@@ -48,15 +56,15 @@ def build(config) -> Components:
     vocab_size = getattr(dataset, "vocab_size", 0)
     check_family_fits_data(modelled_family(config), dataset)
     check_net_fits_family(config.model.net, config.process.family)
-    net = nets.build(config.model, dataset.shape, num_classes, config.seed, vocab_size)
-    graphdef, params = models.split(net)
+    net_args = (config.model, dataset.shape, num_classes, config.seed, vocab_size)
+    graphdef = nets.structure(*net_args)
     process = models.build_process(config, vocab_size, getattr(dataset, "source", None))
     if config.process.family == "value":  # the reward its network regresses on
         reward = rewards.build(config.process.reward, config.process.reward_arg, dataset)
         process = dataclasses.replace(process, reward=reward)
     if config.process.family == "counts":
         dataset = pair_source(dataset, process, config)
-    return Components(config, dataset, graphdef, params, process, num_classes)
+    return Components(config, dataset, graphdef, net_args, process, num_classes)
 
 
 def pair_source(dataset, process, config):

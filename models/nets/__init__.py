@@ -137,6 +137,18 @@ VALUE_NETWORKS = ("value_mlp",)  # output one value [B, 1] of any data (the valu
 def build(model_config, data_shape, num_classes: int, seed: int, vocab_size: int = 0) -> nnx.Module:
     """The network named by model_config.net, initialised from `seed`; token networks take the
     vocabulary size (without the mask), continuous-data networks refuse token data."""
+    return initialise(*initialiser(model_config, data_shape, num_classes, seed, vocab_size))
+
+
+def structure(model_config, data_shape, num_classes: int, seed: int, vocab_size: int = 0):
+    """The graph definition of build(...)'s network, from its shapes alone (nothing is compiled
+    or run: enough to apply parameters restored from a checkpoint)."""
+    init, _ = initialiser(model_config, data_shape, num_classes, seed, vocab_size)
+    return nnx.split(nnx.eval_shape(init))[0]
+
+
+def initialiser(model_config, data_shape, num_classes: int, seed: int, vocab_size: int = 0):
+    """(init, spec): the checked network's constructor and its complete description."""
     if model_config.net not in NETWORKS:
         raise ValueError(
             f"config.model.net must be one of {sorted(NETWORKS)}, got {model_config.net!r}"
@@ -154,7 +166,7 @@ def build(model_config, data_shape, num_classes: int, seed: int, vocab_size: int
         return make(model_config, tuple(data_shape), num_classes, dtype, nnx.Rngs(seed), *extra)
 
     spec = (model_config.to_dict(), tuple(data_shape), num_classes, seed, vocab_size)
-    return initialise(init, json.dumps(spec, sort_keys=True, default=str))
+    return init, json.dumps(spec, sort_keys=True, default=str)
 
 
 # (network spec, default device, backend) -> (graph definition, compiled initialiser): building
