@@ -143,7 +143,11 @@ def build(model_config, data_shape, num_classes: int, seed: int, vocab_size: int
 def structure(model_config, data_shape, num_classes: int, seed: int, vocab_size: int = 0):
     """The graph definition of build(...)'s network, from its shapes alone (nothing is compiled
     or run: enough to apply parameters restored from a checkpoint)."""
-    init, _ = initialiser(model_config, data_shape, num_classes, seed, vocab_size)
+    return graph(initialiser(model_config, data_shape, num_classes, seed, vocab_size)[0])
+
+
+def graph(init):
+    """The graph definition of init()'s network, from nnx.eval_shape (shapes only)."""
     return nnx.split(nnx.eval_shape(init))[0]
 
 
@@ -176,17 +180,13 @@ def initialiser(model_config, data_shape, num_classes: int, seed: int, vocab_siz
 INITIALISERS: dict = {}
 
 
-def initialise(init, spec: str | None = None) -> nnx.Module:
+def initialise(init, spec: str) -> nnx.Module:
     """init() as one compiled program (compiled_initialiser), kept in INITIALISERS under `spec`
-    (the network's complete description; None: not kept)."""
-    device = str(jax.config.jax_default_device)
-    key = None if spec is None else (spec, device, jax.default_backend())
-    made = INITIALISERS.get(key) if key else None
-    if made is None:
-        made = compiled_initialiser(init)
-        if key:
-            INITIALISERS[key] = made
-    graphdef, compiled = made
+    (the network's complete description), the default device and the backend."""
+    key = (spec, str(jax.config.jax_default_device), jax.default_backend())
+    if key not in INITIALISERS:
+        INITIALISERS[key] = compiled_initialiser(init)
+    graphdef, compiled = INITIALISERS[key]
     return nnx.merge(graphdef, compiled())
 
 
@@ -194,7 +194,6 @@ def compiled_initialiser(init):
     """(graph definition, init() compiled as one program for few runs: RUN_ONCE_CPU on CPU). The
     same values as eager initialisation, which would compile every initialiser for every
     parameter shape separately."""
-    graphdef = nnx.split(nnx.eval_shape(init))[0]
     options = RUN_ONCE_CPU if jax.default_backend() == "cpu" else None
     program = jax.jit(lambda: nnx.split(init())[1], compiler_options=options)
-    return graphdef, program.lower().compile()
+    return graph(init), program.lower().compile()
