@@ -3,6 +3,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 from flax import nnx
@@ -17,48 +18,54 @@ W = jnp.array([1.0, 2.0, 0.5])
 R, BETA = 2.0, 0.5
 
 
-def shared_gamma_nb(key, n):
-    """x_d | L ~ Poisson(w_d L), L ~ Gamma(r, rate beta)."""
-    k_g, k_p = jax.random.split(key)
-    lam = jax.random.gamma(k_g, R, (n, 1)) / BETA
-    return jax.random.poisson(k_p, W * lam).astype(jnp.int32)
+def shared_gamma_nb(rng, shape):
+    """x_d | L ~ Poisson(w_d L), L ~ Gamma(r, rate beta); numpy draws (no program to compile)."""
+    lam = rng.gamma(R, 1 / BETA, (*shape, 1))
+    return rng.poisson(np.asarray(W) * lam).astype(np.int32)
 
 
 def exact_birth(x, t):
     return W * (R + jnp.sum(x, -1, keepdims=True)) / (BETA + (1.0 - t[:, None]) * W.sum())
 
 
-@pytest.mark.optimized
+# relative RMSE 0.044-0.051 over three seeds (0.05-0.18 after 300-1500 steps at a constant 3e-3)
+STEPS = 400
+
+
 @pytest.mark.slow
 def test_rate_network_learns_the_exact_marginal_rates():
     process = CountFlow(source="zeros")
     graphdef, params = models.split(CountNet(3, 64, 2, rngs=nnx.Rngs(0)))
-    opt = optax.adam(3e-3)
+    opt = optax.adam(optax.cosine_decay_schedule(1e-2, STEPS))  # the decay: a steady end
     state = (params, opt.init(params))
 
     @jax.jit
-    def step(state, key):
+    def step(state, key, x):
         params, opt_state = state
-        k_data, k_loss = jax.random.split(key)
-        batch = {"x": shared_gamma_nb(k_data, 512)}
-        loss_fn = lambda p: process.loss(models.denoiser(graphdef, p), k_loss, batch)[0]
+        loss_fn = lambda p: process.loss(models.denoiser(graphdef, p), key, {"x": x})[0]
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = opt.update(grads, opt_state)
         return (optax.apply_updates(params, updates), opt_state), loss
 
-    for i in range(1500):
-        state, _ = step(state, jax.random.key(i))
-    # evaluate on states the path visits: x_t ~ bridge from x_0 at t in (0.05, 0.95)
-    k1, k2, k3 = jax.random.split(jax.random.key(10_000), 3)
-    x0 = shared_gamma_nb(k1, 4000)
-    t = jax.random.uniform(k2, (4000,), minval=0.05, maxval=0.95)
-    xt = process.corrupt(k3, x0, t)
-    birth, death = process.rates(models.denoiser(graphdef, state[0])(xt, t), xt)
-    exact = exact_birth(xt, t)
-    rmse = float(jnp.sqrt(jnp.mean((birth - exact) ** 2)))
-    typical = float(jnp.sqrt(jnp.mean(exact**2)))
-    assert rmse < 0.1 * typical, (rmse, typical)
-    assert float(jnp.mean(death)) < 0.05 * float(jnp.mean(exact))  # no deaths on this path
+    @jax.jit  # one program: op by op, the evaluation compiled ~90 primitives (10 s)
+    def errors(params, x0):
+        """Relative RMSE of the birth rates on states the path visits (x_t ~ bridge from x_0 at
+        t in (0.05, 0.95)), and the mean death rate relative to the mean birth rate."""
+        k2, k3 = jax.random.split(jax.random.key(10_000))
+        t = jax.random.uniform(k2, (4000,), minval=0.05, maxval=0.95)
+        xt = process.corrupt(k3, x0, t)
+        birth, death = process.rates(models.denoiser(graphdef, params)(xt, t), xt)
+        exact = exact_birth(xt, t)
+        rmse = jnp.sqrt(jnp.mean((birth - exact) ** 2)) / jnp.sqrt(jnp.mean(exact**2))
+        return rmse, jnp.mean(death) / jnp.mean(exact)
+
+    rng = np.random.default_rng(0)
+    data = shared_gamma_nb(rng, (STEPS, 512))
+    for i in range(STEPS):
+        state, _ = step(state, jax.random.key(i), data[i])
+    rmse, deaths = map(float, errors(state[0], shared_gamma_nb(rng, (4000,))))
+    assert rmse < 0.1, rmse
+    assert deaths < 0.05, deaths  # no deaths on this path
 
 
 @pytest.mark.optimized

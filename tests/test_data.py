@@ -1,5 +1,6 @@
 """Data: deterministic, layout-independent batches; loaders; clear errors for bad data."""
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -31,6 +32,19 @@ def test_batches_are_pure_functions_of_step_and_rows(name):
     np.testing.assert_array_equal(whole, d.batch(5, 0, 32, 32)["x"])  # deterministic
     assert not np.array_equal(whole, d.batch(6, 0, 32, 32)["x"])  # steps differ
     assert np.isfinite(whole).all()
+
+
+def test_reference_rows_reuse_the_training_batch_program_and_do_not_depend_on_it():
+    """The reference stream is drawn in chunks of a row count already compiled (a training
+    batch), so evaluation compiles no second program; its rows are the same either way."""
+    fresh = data.build(cfg(name="gmm")).reference(100, 3)  # chunks of REFERENCE_CHUNK rows
+    d = data.build(cfg(name="gmm"))
+    with jax.default_device(jax.local_devices(backend="cpu")[0]):  # as training.loop draws
+        d.batch(0, 0, 48, 48)
+    again = d.reference(100, 3)  # chunks of 48
+    np.testing.assert_array_equal(fresh, again)
+    assert d._draw._cache_size() == 1, "the reference compiled its own program"
+    assert not np.array_equal(again, d.batch(0, 0, 100, 100)["x"])  # its own key stream
 
 
 def test_checkerboard_support():
