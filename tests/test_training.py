@@ -2,9 +2,6 @@
 
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -18,7 +15,6 @@ from tests.helpers import (
     cpu_devices_env,
     overrides,
     run_train,
-    subprocess_env,
     tiny_config,
 )
 
@@ -104,49 +100,6 @@ def test_eight_devices_match_one_device(tmp_path):
     assert len(curves[1]) == 20
     np.testing.assert_allclose(curves[8], curves[1], rtol=2e-4)
     assert curves[1][-1] < curves[1][0]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_two_processes_match_one_process(tmp_path):
-    """train.py as 2 jax.distributed processes (gloo) == 1 process, same global batch."""
-    c = tiny_config(steps=30, steps_per_call=10, batch_size=64)
-    args = ["--config", os.path.join(ROOT, "configs/flow_gmm.py"), *overrides(c)]
-    env = subprocess_env(cpu_devices_env(1))
-    port = free_port()
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                os.path.join(ROOT, "train.py"),
-                *args,
-                f"--workdir={tmp_path / 'multi'}",
-                f"--coordinator_address=127.0.0.1:{port}",
-                "--num_processes=2",
-                f"--process_id={i}",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-    for p, out in zip(procs, outs, strict=True):
-        assert p.returncode == 0, out[-3000:]
-    single = run_train([*args, f"--workdir={tmp_path / 'single'}"], {"JAX_PLATFORMS": "cpu"})
-    assert single.returncode == 0, single.stderr[-3000:]
-    _, _, a, _ = load_state(str(tmp_path / "multi"))
-    _, _, b, _ = load_state(str(tmp_path / "single"))
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
 def test_bfloat16_compute_trains_with_float32_state(tmp_path):
