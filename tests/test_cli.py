@@ -101,7 +101,12 @@ def test_train_then_sample(tmp_path):
 
 
 def shard_files(out) -> list:
-    return [n for n in os.listdir(out / "shards") if n.endswith(".npz")] if out.exists() else []
+    """The shards sample.py has written so far: none before it makes <out>/shards (it makes
+    <out> first, and a check of <out> alone once raced it) or after it removes them."""
+    try:
+        return [n for n in os.listdir(out / "shards") if n.endswith(".npz")]
+    except FileNotFoundError:
+        return []
 
 
 def kill_when(proc, ready, timeout=300) -> bool:
