@@ -170,6 +170,7 @@ def test_ten_ddim_steps_fail_the_same_test():
     assert ks_statistic(x, GMM1) > 0.02
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize("eta", [0.0, 0.5])
 def test_sde_sampler_on_a_flow_model(eta):
     """F5: Euler-Maruyama with the score from the exact velocity, from sigma~ = 80."""

@@ -177,6 +177,7 @@ def weighted_start(beta):
     return init
 
 
+@pytest.mark.optimized
 def test_annealing_the_mixture_matches_quadrature():
     """A4: p^0.5 of the standard 1-D mixture (N = 40 000, K = 250) against quadrature, which
     reproduces MATH's values (mean 0.1035, variance 4.3987, masses 0.2342 / 0.4410 / 0.3248):

@@ -67,6 +67,7 @@ CASES = [
 ]
 
 
+@pytest.mark.optimized
 @pytest.mark.parametrize("process_name,sampler_name", CASES)
 def test_sampler_reproduces_the_mixture(process_name, sampler_name):
     steps = STEPS.get(sampler_name, 1)

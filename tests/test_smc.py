@@ -182,6 +182,7 @@ def masked_steer(lam, n=20_000, steps=16):
     return run(jax.random.key(0))
 
 
+@pytest.mark.optimized
 def test_fk_steering_tilts_the_masked_toy():
     """The base law of 16 ancestral steps is q_16 (MATH M3), so the target is q_16 e^r / Z:
     total variation within the Monte-Carlo floor (observed 0.027 at N = 20000, 0.042 at 8000),

@@ -44,6 +44,7 @@ def draw(sampler, n=4000, steps=16):
     return run(jax.random.key(0))
 
 
+@pytest.mark.optimized
 def test_svdd_with_exact_values_approaches_the_tilted_target():
     """alpha = 1: TV to p e^r / Z is ~0.40 at M = 1 (the base law) and < 0.08 at M = 16
     (MATH.md A9: 0.391 and 0.043 at N = 8000 with first-hitting proposals)."""
@@ -58,6 +59,7 @@ def test_svdd_with_exact_values_approaches_the_tilted_target():
     assert tv[1] > 0.3 and tv[16] < 0.08
 
 
+@pytest.mark.optimized
 def test_svdd_pm_with_a_host_reward_and_alpha_0_concentrates_on_the_best_mode():
     """SVDD-PM (argmax tokens at the masked positions) with a NumPy reward through
     pure_callback; alpha = 0 is greedy: the mean reward is > 3.5 of the best 4 (base law: 1.29).
