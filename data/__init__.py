@@ -22,6 +22,12 @@ from difflab.data.validate import check_counts, check_finite, check_labels, chec
 REFERENCE_CHUNK = 1024  # rows per reference draw when no other row count is compiled
 
 
+def on_host():
+    """A context that draws data on this host's first CPU device, whatever the accelerator:
+    batches and reference rows come from the same compiled programs (jit keys on the device)."""
+    return jax.default_device(jax.local_devices(backend="cpu")[0])
+
+
 @dataclasses.dataclass(frozen=True)
 class GeneratedDataset:
     """An infinite generated distribution: example i of step n is generator(fold_in(key_n, i))."""
@@ -54,7 +60,7 @@ class GeneratedDataset:
         training batches are: the same device keeps one compiled program per size)."""
         self._compiled_sizes.add(size)
         rows = np.arange(start, start + size, dtype=np.uint32)
-        with jax.default_device(jax.local_devices(backend="cpu")[0]):
+        with on_host():
             out = self._draw(np.uint32(root), np.uint32(fold), rows)
         return {k: np.asarray(v) for k, v in (out if isinstance(out, dict) else {"x": out}).items()}
 

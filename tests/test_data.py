@@ -1,6 +1,5 @@
 """Data: deterministic, layout-independent batches; loaders; clear errors for bad data."""
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -39,7 +38,7 @@ def test_reference_rows_reuse_the_training_batch_program_and_do_not_depend_on_it
     batch), so evaluation compiles no second program; its rows are the same either way."""
     fresh = data.build(cfg(name="gmm")).reference(100, 3)  # chunks of REFERENCE_CHUNK rows
     d = data.build(cfg(name="gmm"))
-    with jax.default_device(jax.local_devices(backend="cpu")[0]):  # as training.loop draws
+    with data.on_host():  # as training.loop draws
         d.batch(0, 0, 48, 48)
     again = d.reference(100, 3)  # chunks of 48
     np.testing.assert_array_equal(fresh, again)

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from difflab import data
 from difflab.training import checkpoint, config_checks, plots
 from difflab.training import mesh as mesh_lib
 from difflab.training.components import build
@@ -28,7 +29,7 @@ def local_batches(comp, step: int, steps_per_call: int) -> dict:
     g = comp.config.train.batch_size
     local = g // jax.process_count()
     start = jax.process_index() * local
-    with jax.default_device(jax.local_devices(backend="cpu")[0]):
+    with data.on_host():
         parts = [comp.dataset.batch(step + i, start, local, g) for i in range(steps_per_call)]
     keys = ["x", "label"] if comp.num_classes else ["x"]
     keys += ["source"] if "source" in parts[0] else []
