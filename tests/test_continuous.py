@@ -326,3 +326,28 @@ def test_drift_and_diffusion_match_the_closed_forms():
     f, half_g2 = lin.drift_and_diffusion(x, t)
     np.testing.assert_allclose(f[:, 0], -0.5 * beta, rtol=1e-3)
     np.testing.assert_allclose(2 * half_g2[:, 0], beta, rtol=1e-3)
+
+
+@pytest.mark.parametrize("param", ["v", "eps"])
+def test_v_loss_is_the_mean_squared_velocity_error(param):
+    """loss_type 'v' = mean |v - v_hat|^2 / d with v = alpha eps - sigma x0 (MATH.md §1.4),
+    computed here from the denoiser's own inputs: the (1 + e^-lambda) eps-weight reproduces it
+    (with e^+lambda it would not)."""
+    gmm = toy.GMM
+    p = continuous.GaussianDiffusion(SCHEDULES["cosine"], param, loss_type="v")
+    exact = oracles.exact_denoiser(gmm, p)
+    seen = []
+
+    def spy(zt, t, cond=None):
+        seen.append((zt, t))
+        return exact(zt, t)
+
+    x0 = gmm.sample(jax.random.key(1), 256)
+    loss = float(p.loss(spy, jax.random.key(2), {"x": x0})[0])
+    zt, t = seen[0]
+    a, s = continuous.alpha_sigma(p.log_snr(t[:, None]))
+    eps = (zt - a * x0) / s
+    x0_hat, eps_hat = p.x0_eps(exact(zt, t), zt, t)
+    v, v_hat = a * eps - s * x0, a * eps_hat - s * x0_hat
+    direct = float(jnp.mean(jnp.sum((v - v_hat) ** 2, axis=1) / 2))
+    np.testing.assert_allclose(loss, direct, rtol=2e-3)

@@ -1,5 +1,6 @@
 """Data: deterministic, layout-independent batches; loaders; clear errors for bad data."""
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -155,3 +156,33 @@ def test_dequantization_is_keyed_by_row_and_stays_in_its_bin():
     assert not np.array_equal(
         whole - clean, d.batch(3, 0, 16, 16)["x"] - d.x[d.indices(3, 0, 16, 16)]
     )
+
+
+def rows_of(table: np.ndarray, x: np.ndarray) -> list:
+    """For each row of x, the indices of the rows of table equal to it."""
+    flat, rows = table.reshape(len(table), -1), x.reshape(len(x), -1)
+    return [np.flatnonzero((flat == r).all(axis=1)) for r in rows]
+
+
+@pytest.mark.parametrize("step,start", [(0, 0), (3, 40), (29, 7)])
+def test_each_label_is_the_label_of_its_own_row(tmp_path, step, start):
+    """batch()['label'][i] belongs to batch()['x'][i] for every labelled data set: digits (each
+    image looked up in the table), a user's npz (x carries its label in column 0) and the cells
+    generator (row i redrawn from its own key), over epoch boundaries."""
+    digits = data.build(cfg(name="digits"))
+    b = digits.batch(step, start, 48, 64)
+    for i, where in enumerate(rows_of(digits.x, b["x"])):
+        assert len(where) and b["label"][i] in set(digits.label[where]), (i, b["label"][i])
+    label = np.random.default_rng(0).integers(0, 5, 50)
+    p = tmp_path / "labelled.npz"
+    x = np.stack([label, np.arange(50)], 1).astype(np.float32)
+    np.savez(p, x=x, label=label)
+    b = data.build(cfg(name="npz", path=str(p))).batch(step, start, 32, 64)
+    np.testing.assert_array_equal(b["label"], b["x"][:, 0].astype(int))
+    cells = data.build(cfg(name="cells", dim=20))
+    b = cells.batch(step, start, 6)
+    key = jax.random.fold_in(jax.random.key(cells.seed), step)
+    for i in range(6):
+        one = cells.generator(jax.random.fold_in(key, start + i))
+        np.testing.assert_array_equal(b["x"][i], one["x"])
+        assert b["label"][i] == int(one["label"])

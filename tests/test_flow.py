@@ -117,3 +117,30 @@ def test_stochastic_interpolant_is_a_gaussian_path_with_a_bounded_target():
         np.testing.assert_allclose(p.velocity(b, x, tb), u, rtol=2e-3, atol=2e-3)
         s = oracles.score(gmm, p, x, tb)
         np.testing.assert_allclose(p.score(b, x, tb), s, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("a", [1.0, 2.0])
+def test_stochastic_interpolant_x1_share_is_the_regression_of_x1_on_the_noise(a):
+    """x1_share(t) = sigma_t / (sigma_t^2 + gamma_t^2) = 1 / (t + a (1 - t)) (MATH.md §2.1): the
+    least-squares coefficient of x1 on x_t - alpha_t x0 = sigma_t x1 + gamma_t z, from draws."""
+    path = flow.stochastic_interpolant(a)
+    t = jnp.array([0.1, 0.4, 0.8])
+    np.testing.assert_allclose(
+        path.x1_share(t), path.sigma(t) / (path.sigma(t) ** 2 + path.gamma(t) ** 2), rtol=1e-5
+    )
+    np.testing.assert_allclose(path.x1_share(t), 1 / (t + a * (1 - t)), rtol=1e-6)
+    x1, z = jax.random.normal(jax.random.key(0), (2, 200_000, 1))
+    noise = path.sigma(t) * x1 + path.gamma(t) * z
+    slope = jnp.mean(x1 * noise, 0) / jnp.mean(noise**2, 0)
+    np.testing.assert_allclose(slope, path.x1_share(t), rtol=0.02)
+
+
+def test_flow_loss_of_the_exact_velocity_of_a_point_mass_is_zero():
+    """Data x0 = c: the marginal velocity (x - c) / t is the conditional target x1 - x0 itself,
+    so the loss is 0; a reversed target (x0 - x1) would give 4 E|x1 - c|^2 / d."""
+    c = jnp.array([1.0, -2.0])
+    p = flow.FlowMatching()
+    batch = {"x": jnp.tile(c, (256, 1))}
+    exact = lambda x, t, cond=None: (x - c) / t[:, None]
+    assert float(p.loss(exact, jax.random.key(0), batch)[0]) < 1e-6
+    assert float(p.loss(lambda x, t, cond=None: jnp.zeros_like(x), jax.random.key(0), batch)[0]) > 1

@@ -270,3 +270,12 @@ def test_every_sampler_queries_only_trained_step_sizes(cls):
         g = samplers.grid(name, process, steps)
         x, _ = samplers.get("shortcut", name)(jax.random.key(0), den, process, (16, 2), None, g)
         assert np.all(np.isfinite(np.asarray(x))), name
+
+
+def test_shortcut_loss_bootstrap_rows_vanish_for_the_exact_average_velocity():
+    """In Shortcut.loss, the bootstrap rows at step 2d learn the mean of two exact d-steps, which
+    is u(x, t, 2d) itself: their loss is 0 (with half-steps of 2d, not d, it would not be)."""
+    x0 = M + S * jax.random.normal(jax.random.key(0), (8 * 16, 2))
+    _, metrics = Shortcut(clip=100.0).loss(exact_u, jax.random.key(1), {"x": x0})
+    assert float(metrics["bootstrap_loss"]) < 1e-9, metrics
+    assert float(metrics["flow_loss"]) > 0.1  # the flow rows' target eps - x0 is conditional

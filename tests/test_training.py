@@ -111,3 +111,58 @@ def test_bfloat16_compute_trains_with_float32_state(tmp_path):
     assert all(x.dtype in (np.float32, np.int32) for x in leaves)
     losses = loss_curve(tmp_path / "bf16")
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_ema_update_is_decay_times_ema_plus_the_rest_times_params():
+    """One update with decay d from ema = p0 towards p1 gives d p0 + (1 - d) p1."""
+    from difflab.training.state import ema_update
+
+    p0, p1 = {"w": np.array([1.0, -2.0])}, {"w": np.array([3.0, 4.0])}
+    out = ema_update(p0, p1, 0.9)
+    np.testing.assert_allclose(out["w"], 0.9 * p0["w"] + 0.1 * p1["w"], rtol=1e-6)
+
+
+def test_ema_of_a_short_run_follows_its_recursion_and_lags_the_parameters():
+    """Four jitted training steps: ema_k = d ema_{k-1} + (1 - d) params_k exactly as the step
+    computes it, so the EMA stays near the initial parameters while they move away."""
+    from difflab.training import components
+    from difflab.training.state import init_state, make_optimizer
+    from difflab.training.step import train_step
+
+    c = tiny_config(steps=4)
+    c.optim.lr, c.optim.warmup_steps, decay = 3e-2, 0, 0.9
+    comp = components.build(c)
+    optimizer = make_optimizer(c.optim, 4)
+    state = init_state(comp.init_params, optimizer)
+    step = jax.jit(train_step(comp.process, comp.graphdef, optimizer, decay, jax.random.key(0)))
+    start, ema = state["params"], state["params"]
+    for n in range(4):
+        state, _ = step(state, comp.dataset.batch(n, 0, 64, 64))
+        ema = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, ema, state["params"])
+    distance = lambda a, b: float(
+        sum(
+            np.sum((np.asarray(x) - np.asarray(y)) ** 2)
+            for x, y in zip(*map(jax.tree.leaves, (a, b)), strict=True)
+        )
+    )
+    assert distance(state["ema_params"], ema) < 1e-10 * distance(start, state["params"])
+    # it lags: nearer the start than the live parameters are (with decay and 1 - decay swapped
+    # it would be nearer the live ones)
+    assert distance(state["ema_params"], start) < 0.5 * distance(state["params"], start)
+
+
+def test_learning_rate_warms_up_then_decays_over_the_remaining_steps():
+    """Linear warmup to lr at step W, cosine to lr * min_ratio at step T: the midpoint
+    (W + T) / 2 of the decay is halfway, (lr + lr * min_ratio) / 2."""
+    import ml_collections
+
+    from difflab.training.state import learning_rate
+
+    oc = ml_collections.ConfigDict({"lr": 1e-3, "warmup_steps": 100, "min_lr_ratio": 0.1})
+    schedule, total = learning_rate(oc, 1100), 1100
+    np.testing.assert_allclose(float(schedule(50)), 5e-4, rtol=1e-5)
+    np.testing.assert_allclose(float(schedule(100)), 1e-3, rtol=1e-5)
+    np.testing.assert_allclose(float(schedule(600)), 0.5 * (1e-3 + 1e-4), rtol=1e-5)
+    np.testing.assert_allclose(float(schedule(total)), 1e-4, rtol=1e-5)
+    quarter = 1e-4 + 0.5 * (1e-3 - 1e-4) * (1 + np.cos(np.pi * 0.25))
+    np.testing.assert_allclose(float(schedule(350)), quarter, rtol=1e-5)
