@@ -222,6 +222,15 @@ class FlowMatching(GaussianPath):
         a, s, da, ds = self._coefficients(xt, t)
         return da * x0_hat + ds * (xt - a * x0_hat) / s
 
+    def pred_from_x0_eps(self, x0_hat, eps_hat, xt, t):
+        """The network output of the pair (x_hat, eps_hat): u = alpha' x_hat + sigma' eps_hat
+        without gamma (finite at t = 0, where eps_hat = (x_t - alpha x_hat) / sigma is 0/0);
+        with gamma the drift b of x_hat (`drift_from_x0`, finite everywhere)."""
+        if self.path.gamma is not None:
+            return self.drift_from_x0(x0_hat, xt, t)
+        tt = expand(t, xt)
+        return self.d_alpha(tt) * x0_hat + self.d_sigma(tt) * eps_hat
+
     def pred_from_x0(self, x0_hat, xt, t):
         """The network output whose posterior mean is x_hat: the velocity without gamma, the
         drift b with it (for exact denoisers and targets)."""

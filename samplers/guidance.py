@@ -43,13 +43,16 @@ ALPHA_FLOOR_T = 1.0 - 1e-4  # sigma^2 / alpha is evaluated at t <= this (alpha_1
 
 def score_shifted(process, pred, x, t, delta):
     """The prediction whose score is s_hat + delta: by Tweedie x_hat' = x_hat + sigma^2 / alpha
-    delta (MATH.md §6.2: eps' = eps - sigma delta, u' = u - g^2/2 delta), in the process's own
-    parameterisation."""
+    delta and eps' = eps - sigma delta (MATH.md §6.2; a velocity moves by u' = u - g^2/2 delta),
+    written back from the pair (x_hat', eps'), never from x_hat' alone: a flow's velocity of
+    x_hat alone is (x_t - alpha x_hat) / sigma-singular at t = 0, where Heun's corrector and
+    the adaptive solvers evaluate it."""
     tt = expand(jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1]), x)
-    x0, _ = process.x0_eps(pred, x, tt)
+    x0, eps = process.x0_eps(pred, x, tt)
     tc = jnp.minimum(tt, ALPHA_FLOOR_T)
-    x0 = x0 + process.sigma(tc) ** 2 / process.alpha(tc) * delta
-    return process.pred_from_x0(x0, x, tt).astype(pred.dtype)
+    sigma = process.sigma(tc)
+    x0, eps = x0 + sigma**2 / process.alpha(tc) * delta, eps - sigma * delta
+    return process.pred_from_x0_eps(x0, eps, x, tt).astype(pred.dtype)
 
 
 def gradient(denoiser, process, log_potential, scale: float, interval=None, calls: int = 0):

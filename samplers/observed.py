@@ -86,8 +86,26 @@ class Observed:
         pred = den(x, t, cond)
         if not self.replace:
             return pred
-        x0 = self.process.x0_eps(pred, x, jnp.broadcast_to(t, x.shape[:1]))[0]
-        return self.process.pred_from_x0(jnp.where(self.known, self.values, x0), x, t)
+        return self.replaced(pred, x, t).astype(pred.dtype)
+
+    def replaced(self, pred, x, t):
+        """The prediction with x_hat = y and eps_hat = (x_t - alpha_t y) / sigma_t at the known
+        coordinates; where sigma_t = 0 (a flow at t = 0) eps_hat stays the network's, so the
+        velocity stays finite (`finish` puts y in place at the end)."""
+        process, t = self.process, jnp.broadcast_to(t, x.shape[:1])
+        x0, eps = process.x0_eps(pred, x, t)
+        tt = jnp.reshape(t, (-1,) + (1,) * (x.ndim - 1))
+        sigma = process.sigma(tt)
+        noisy = self.known & (sigma > 0)
+        eps = jnp.where(
+            noisy, (x - process.alpha(tt) * self.values) / jnp.where(noisy, sigma, 1.0), eps
+        )
+        return process.pred_from_x0_eps(jnp.where(self.known, self.values, x0), eps, x, t)
+
+    def finish(self, x):
+        """The final samples, with the observation in place under replacement (Gaussian
+        families: the last step lands on y up to its discretisation error; masked: exactly)."""
+        return jnp.where(self.known, self.values, x) if self.replace or self.tokens else x
 
     def prompt_guided(self, denoiser, z, t, cond):
         """l_u + (1 + w)(l_c - l_u) (SMDM), l_u from z with the prompt masked; plain l_c if w is

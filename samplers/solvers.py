@@ -93,6 +93,11 @@ class Bound:
     def velocity(self, x, t):
         return self.process.velocity(self.pred(x, t), x, t)
 
+    def finish(self, x):
+        """The final samples; a process conditioned on observations puts them in place."""
+        finish = getattr(self.process, "finish", None)
+        return x if finish is None else finish(x)
+
     def x0_eps(self, x, t):
         return self.process.x0_eps(self.pred(x, t), x, t)
 
@@ -154,6 +159,7 @@ def make_sampler(step: Step):
         x = process.prior(k_prior, shape, grid[0])
         model = Bound(denoiser, process, cond)
         x = scan_grid(lambda k, x, t, s: step.move(k, model, x, t, s), k_loop, x, grid)
+        x = model.finish(x)
         last = step.nfe if step.nfe_last is None else step.nfe_last
         return x, {"nfe": step.nfe * (grid.shape[0] - 2) + last}
 
@@ -317,4 +323,4 @@ def adaptive(
         atol=atol,
         max_steps=max_steps,
     )
-    return x, {"nfe": nfe}
+    return model.finish(x), {"nfe": nfe}
