@@ -14,7 +14,9 @@ inside the SMC particle system (`samplers.smc`). Instances: annealing p^beta (on
 products and geometric averages p1^a p2^b of two models, and the CFG target
 p(x)^(1 - w) p(x | c)^w (the conditional and unconditional passes of one network, in one
 batched call). Flow models give scores from velocities (their `score`), away from the endpoints.
-eta must be > 0: with eta = 0 resampled copies never separate. Increments may be clamped
+eta must be > 0 (with eta = 0 resampled copies never separate) and at least `eta_bound(betas)`
+(eta^2 >= 1 - 1/B, or 1 - 1/w for the CFG target; below it the weighted population moves away
+from the target: docs/fkc_stability.md). Increments may be clamped
 (centred and clipped; biased, off by default) and restricted to a t-window.
 """
 
@@ -25,6 +27,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from difflab.models.mixing import conditional_and_null
 from difflab.samplers.smc import Potential, smc
@@ -129,6 +132,24 @@ def tempered_init(total):
     return init
 
 
+def eta_bound(betas) -> float:
+    """The smallest stable noise scale: eta^2 >= sup (1 - Q / P^2) over Gaussian experts with
+    precisions u_i, P = sum_i beta_i u_i, Q = sum_i beta_i u_i^2 (docs/fkc_stability.md).
+    Non-negative exponents: sqrt(max(0, 1 - 1/B)) (equal precisions, the t -> 1 limit); with
+    negative exponents, their experts as broad as or broader than the others (the CFG
+    target's unconditional model), the supremum over their relative precision r in [0, 1]
+    (CFG at w > 1: sqrt(1 - 1/w))."""
+    b = np.asarray(betas, np.float64)
+    pos, neg = float(b[b > 0].sum()), float(b[b < 0].sum())
+    r = np.linspace(0.0, 1.0, 10_001) if neg else np.ones(1)
+    precision = pos + neg * r
+    r, precision = r[precision > 0], precision[precision > 0]
+    if not len(r):
+        return math.inf
+    worst = np.max(1.0 - (pos + neg * r**2) / precision**2)
+    return math.sqrt(max(0.0, float(worst)))
+
+
 def check(betas, eta, clamp, window):
     if len(betas) < 1:
         raise ValueError("Feynman-Kac correctors need at least one expert exponent, got none")
@@ -139,6 +160,14 @@ def check(betas, eta, clamp, window):
         )
     if not sum(betas) > 0:
         raise ValueError(f"the exponents must have a positive sum, got {list(betas)}")
+    bound = eta_bound(betas)
+    if eta < bound:
+        raise ValueError(
+            f"eta={eta:g} is below the stability bound eta >= {bound:.4g} of the exponents "
+            f"{list(betas)}: the weighted population drifts from the target there (eta^2 >= 1 - "
+            f"1/B for B = sum of non-negative exponents, 1 - 1/w for the CFG target; "
+            f"docs/fkc_stability.md)"
+        )
     if clamp is not None and not clamp > 0:
         raise ValueError(f"clamp must be a positive bound on the increments, got {clamp}")
     if not 0.0 <= window[0] < window[1] <= 1.0:

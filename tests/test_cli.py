@@ -80,6 +80,10 @@ def test_train_then_sample(tmp_path):
     bad = run_sample([f"--workdir={work}", "--sampler=first_hitting"])
     message = "sampler 'first_hitting' is not available for the 'flow'"
     assert bad.returncode != 0 and one_line_error(bad.stderr, message), bad.stderr
+    anneal = ["--steer=anneal", "--beta=2", "--sampler=em", "--eta=0.5", "--num_samples=8"]
+    bad = run_sample([f"--workdir={work}", *anneal])
+    message = "eta=0.5 is below the stability bound eta >= 0.7071 of the exponents [2.0]"
+    assert bad.returncode != 0 and one_line_error(bad.stderr, message), bad.stderr
     # the same checks in-process (sample.py runs them on the saved config before loading)
     config, _ = load_config(str(work))
     for kwargs, message in [
