@@ -56,12 +56,19 @@ def cfg_experts(denoiser):
 
 
 def expert_scores(model, pred, x, t):
-    """s_i = grad log p^(i)_t(x) for each stacked prediction: [B, E, ...]."""
-    return jax.vmap(lambda p: model.process.score(p, x, t), in_axes=1, out_axes=1)(pred)
+    """s_i = grad log p^(i)_t(x) for each stacked prediction [B, E, ...] (`experts`), or for one
+    model's prediction [B, ...] (the rank of x): [B, E, ...]."""
+    stacked = pred if pred.ndim == x.ndim + 1 else pred[:, None]
+    return jax.vmap(lambda p: model.process.score(p, x, t), in_axes=1, out_axes=1)(stacked)
 
 
 def guided_score(betas, scores):
     """S = sum_i beta_i s_i."""
+    if len(betas) != scores.shape[1]:
+        raise ValueError(
+            f"{len(betas)} exponents need as many experts, got a prediction of "
+            f"{scores.shape[1]} stacked experts (stack them with samplers.fkc.experts)"
+        )
     return jnp.einsum("e,be...->b...", jnp.asarray(betas, jnp.float32), scores)
 
 

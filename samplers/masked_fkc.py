@@ -28,9 +28,10 @@ from difflab.samplers.solvers import Step
 
 def mixed_log_probs(model, pred, z, betas):
     """sum_i beta_i log p_i(v | z_t) per position [B, L, V]; pred stacks the experts [B, E, ...]
-    (a single prediction for one expert)."""
+    (`fkc.experts`), or is one model's prediction [B, L, ...] (told apart by its rank)."""
     b = jnp.asarray(betas, jnp.float32)
-    stacked = pred if len(betas) > 1 else pred[:, None]
+    stacked = pred if pred.ndim == z.ndim + 2 else pred[:, None]
+    check_experts(len(betas), stacked.shape[1])
     lps = jax.vmap(lambda p: model.process.log_probs(p, z), in_axes=1, out_axes=1)(stacked)
     return jnp.einsum("e,be...->b...", b, lps)
 
@@ -66,6 +67,14 @@ def unmasking_weights(betas, mask_id: int) -> Potential:
         return newly_unmasked(*memory, z)
 
     return Potential(start, step, final)
+
+
+def check_experts(exponents: int, experts: int) -> None:
+    if exponents != experts:
+        raise ValueError(
+            f"{exponents} exponents need as many experts, got a prediction of {experts} stacked "
+            f"experts (stack them with samplers.fkc.experts)"
+        )
 
 
 def check(betas) -> None:

@@ -267,3 +267,17 @@ def test_the_default_start_is_the_tempered_prior():
     x, info = sampler(jax.random.key(0), den, VP, (20_000, 1), None, jnp.ones(2))
     np.testing.assert_allclose(np.std(np.asarray(x)), float(VP.sigma(1.0)) / 2, rtol=0.02)
     np.testing.assert_array_equal(np.asarray(info["log_weights"]), 0.0)
+
+
+def test_a_single_raw_denoiser_is_one_expert():
+    """Annealing takes the model's own denoiser as well as fkc.experts(denoiser), with the same
+    samples; a stack of the wrong number of experts is named."""
+    den = oracles.exact_denoiser(gaussian(1.0, 0.5), VP)
+    sampler = fkc.fkc((2.0,), eta=1.0)
+    grid = solvers.uniform_grid(5, 1.0, VP.t_min)
+    raw, _ = sampler(jax.random.key(0), den, VP, (64, 1), None, grid)
+    wrapped, _ = sampler(jax.random.key(0), fkc.experts(den), VP, (64, 1), None, grid)
+    np.testing.assert_array_equal(np.asarray(raw), np.asarray(wrapped))
+    assert np.isfinite(np.asarray(raw)).all()
+    with pytest.raises(ValueError, match="2 exponents need as many experts, got a prediction of 1"):
+        fkc.fkc((1.0, 1.0))(jax.random.key(0), den, VP, (64, 1), None, grid)

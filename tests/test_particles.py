@@ -78,6 +78,10 @@ def test_masked_runs_take_annealing():
     x, info = draw(comp, params, "ancestral", 4, 16, 0, steer=Steering("anneal", beta=2.0))
     assert x.shape == (16, *comp.dataset.shape) and int(info["nfe"]) == 4
     assert (x < comp.dataset.vocab_size).all()  # every position unmasked
+    # a product of the run's model alone (one exponent, no experts) is annealing: same draw
+    alone = Steering("product", weights=(2.0,))
+    y, _ = draw(comp, params, "ancestral", 4, 16, 0, steer=alone)
+    np.testing.assert_array_equal(y, x)
 
 
 def test_named_rewards_score_what_they_name():
