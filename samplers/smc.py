@@ -103,7 +103,10 @@ def smc(
 
     mesh: a jax.sharding.Mesh whose first axis splits the particles over its devices; weights,
     ESS and log Z are global reductions and ancestors are drawn over all N particles (one key),
-    so resampling moves particles between devices and the result equals one device's."""
+    so resampling moves particles between devices and the result is one device's: the same
+    ancestors, resampling steps and log Z; samples bit-identical for FK steering's DDPM steps
+    and within float32 rounding for FKC's (8 virtual devices: max |diff| 1.7e-5 after 40
+    steps, tests/scripts/eight_devices.py)."""
     check_step(step)
     check_settings(scheme, ess_threshold, resample_every, output)
     draw_ancestors = resampling.get(scheme)
