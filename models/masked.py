@@ -50,8 +50,10 @@ class MaskSchedule:
         return 1.0 - self.mask_prob(t)
 
     def weight(self, t):
-        """w(t) = -alpha'_t / (1 - alpha_t), the continuous-time ELBO weight (MD4)."""
-        return time_derivative(self.mask_prob, t) / self.mask_prob(t)
+        """w(t) = -alpha'_t / (1 - alpha_t), the continuous-time ELBO weight (MD4); >= 0 (the
+        mask probability never decreases), so float32 rounding below 0 is clamped (cosine at
+        t = 1: cos(pi / 2) gave -6.9e-8)."""
+        return jnp.maximum(time_derivative(self.mask_prob, t) / self.mask_prob(t), 0.0)
 
     def unmask_prob(self, s, t):
         """p_u(s, t) = (alpha_s - alpha_t) / (1 - alpha_t): a position masked at t is unmasked at

@@ -119,10 +119,14 @@ class Observed:
         l_c, l_u = both[:batch], both[batch:]
         return l_u + (1.0 + self.prompt_scale) * (l_c - l_u)
 
+    @property
+    def copies(self) -> int:
+        """Copies of the batch the denoiser sees per prediction: two under prompt guidance."""
+        return 2 if self.tokens and self.prompt_scale is not None else 1
+
     def passes(self, denoiser) -> int:
-        """Network passes per prediction: two under prompt guidance."""
-        guided = self.tokens and self.prompt_scale is not None
-        return network_passes(denoiser) * (2 if guided else 1)
+        """Network passes per prediction: the denoiser's on each copy of the batch."""
+        return network_passes(denoiser) * self.copies
 
 
 def observe(process, values, known, **settings) -> Observed:

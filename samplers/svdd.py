@@ -56,6 +56,7 @@ def posterior_mean_value(reward, estimate):
         last = s <= model.process.t_min
         return jax.lax.cond(last, lambda: reward(x).astype(jnp.float32), at_estimate)
 
+    value.reward_on_last_step = True  # no value pass on the last step (counted by `svdd`)
     return value
 
 
@@ -87,10 +88,11 @@ def estimate_for(family: str):
 
 def svdd(step: Step, value, candidates: int = 10, alpha: float = 0.0, denoiser_values: bool = True):
     """The SVDD sampler `sampler(key, denoiser, process, shape, cond, grid) -> (x, info)` around a
-    one-evaluation stochastic `step` (see the module doc). info: value_calls (value evaluations,
-    M per step before the last, in units of the batch) and nfe (denoiser passes of the batch:
-    one per step, plus the value calls when the values call the denoiser, as SVDD-PM does;
-    denoiser_values=False for exact or learned values)."""
+    one-evaluation stochastic `step` (see the module doc). info: value_calls (value passes, in
+    units of the batch: M per step, none on the last step for values that take the reward
+    there, as SVDD-PM's do) and nfe (denoiser passes of the batch: one per step, plus the value
+    calls when the values call the denoiser, as SVDD-PM does; denoiser_values=False for exact
+    or learned values)."""
     check(candidates, alpha)
     if step.nfe != 1:
         raise ValueError(f"SVDD shares one network evaluation per step; this step makes {step.nfe}")
@@ -116,7 +118,7 @@ def svdd(step: Step, value, candidates: int = 10, alpha: float = 0.0, denoiser_v
 
         x = scan_grid(move, k_loop, x, grid)
         steps = grid.shape[0] - 1
-        calls = candidates * (steps - 1)
+        calls = candidates * (steps - int(getattr(value, "reward_on_last_step", False)))
         nfe = steps + (calls if denoiser_values else 0)
         return x, {"nfe": jnp.array(nfe, jnp.int32), "value_calls": jnp.array(calls, jnp.int32)}
 

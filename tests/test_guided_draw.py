@@ -3,6 +3,8 @@ run guides a flow run, SVDD and reward-gradient guidance take named rewards, obs
 condition every sample, NFE counts every network and classifier pass, and settings a run cannot
 take are clear errors."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -104,6 +106,22 @@ def test_masked_classifier_guidance_through_draw():
     x, info = draw(comp, comp.init_params, "ancestral", 2, 2, 0, guide=guide, classifier=helper)
     assert x.shape == (2, 64) and (x < 17).all()
     assert int(info["classifier_calls"]) == int(info["denoiser_calls"])
+    # under prompt guidance the guided denoiser (classifier included) runs on the doubled batch
+    prompted = dataclasses.replace(guide, prompt_scale=1.0)
+    observed = (np.zeros((1, 64), np.int32), np.arange(64)[None] < 8)
+    _, info = draw(
+        comp,
+        comp.init_params,
+        "ancestral",
+        2,
+        2,
+        0,
+        guide=prompted,
+        classifier=helper,
+        observed=observed,
+    )
+    assert int(info["nfe"]) == 2 * int(info["denoiser_calls"])
+    assert int(info["classifier_calls"]) == 2 * int(info["denoiser_calls"])
     # the exact tilted denoiser's passes (it is sampled against the Markov oracle in
     # tests/test_guidance.py)
     den = comp.denoiser(comp.init_params)

@@ -76,6 +76,9 @@ def test_schedule_weights_and_inverse(schedule, want):
     t = jnp.array([0.01, 0.2, 0.5, 0.9])
     np.testing.assert_allclose(schedule.weight(t), want(np.asarray(t)), rtol=1e-4)
     assert float(schedule.alpha(0.0)) == 1.0 and float(schedule.alpha(1.0)) == 0.0
+    # never negative, at t = 1 included (float32 cos(pi / 2) gave the cosine -6.9e-8 there)
+    ends = np.asarray(schedule.weight(jnp.array([0.999, 1.0])))
+    assert (ends >= 0).all() and ends[1] == pytest.approx(want(1.0), abs=1e-6), ends
     back = schedule.time_of_mask_prob(schedule.mask_prob(t))
     np.testing.assert_allclose(back, t, atol=1e-5)
     clipped = masked.MaskSchedule(schedule.name, schedule.m, 1e-4)

@@ -55,7 +55,8 @@ def gaussian_config(path):
 
 def test_svdd_mc_values_candidates_through_draw():
     """A value run's network values the candidates: no extra denoiser pass (nfe = steps),
-    value_calls = M (K - 1); a value run of another process is refused."""
+    value_calls = M K (the network values the last step's candidates too); a value run of
+    another process is refused."""
     flow = tiny_config()
     value = value_checkerboard.get_config()
     value.model.width, value.model.depth = 16, 1
@@ -70,7 +71,7 @@ def test_svdd_mc_values_candidates_through_draw():
         guide=Guide(svdd=4),
         value=(value_comp, value_comp.init_params),
     )
-    assert x.shape == (6, 2) and int(info["nfe"]) == 5 and int(info["value_calls"]) == 16
+    assert x.shape == (6, 2) and int(info["nfe"]) == 5 and int(info["value_calls"]) == 4 * 5
     with pytest.raises(ValueError, match="needs --reward .* or --value"):
         draw(flow_comp, flow_comp.init_params, "ddpm", 5, 6, 0, guide=Guide(svdd=4))
     other = tiny_config()

@@ -274,6 +274,12 @@ def passes(process, denoiser) -> int:
     return guidance.network_passes(denoiser)
 
 
+def batch_copies(process) -> int:
+    """Copies of the batch each guided-denoiser call runs on (prompt guidance: two, so a
+    classifier inside it runs twice as often)."""
+    return process.copies if isinstance(process, Observed) else 1
+
+
 def checked_observation(comp, values, known, num: int):
     """(values, known) [num, ...] from rows that cycle (one row: every sample), checked against
     the data shape and the process."""

@@ -135,9 +135,9 @@ def compiled_sampler(
                 )
                 x, info = sampler(key, denoiser, process, shape, cond, grid)
             # nfe: network passes of the whole batch; denoiser_calls: sampler steps that call it;
-            # classifier_calls: classifier passes of the whole batch
+            # classifier_calls: classifier passes of the whole batch (on each copy of it)
             passes = guiding.passes(process, denoiser)
-            calls = getattr(denoiser, "guidance_calls", 0)
+            calls = getattr(denoiser, "guidance_calls", 0) * guiding.batch_copies(process)
             info = {**info, "nfe": info["nfe"] * passes, "denoiser_calls": info["nfe"]}
             return x, info | ({"classifier_calls": info["denoiser_calls"] * calls} if calls else {})
 
