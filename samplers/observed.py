@@ -103,9 +103,11 @@ class Observed:
         return process.pred_from_x0_eps(jnp.where(self.known, self.values, x0), eps, x, t)
 
     def finish(self, x):
-        """The final samples, with the observation in place under replacement (Gaussian
-        families: the last step lands on y up to its discretisation error; masked: exactly)."""
-        return jnp.where(self.known, self.values, x) if self.replace or self.tokens else x
+        """The final samples, with the observation in place under Gaussian replacement (the
+        last step lands on y up to its discretisation error). Masked samplers keep prompts
+        exactly by construction, and are left alone so that a sampler which changed them
+        would show it."""
+        return jnp.where(self.known, self.values, x) if self.replace and not self.tokens else x
 
     def prompt_guided(self, denoiser, z, t, cond):
         """l_u + (1 + w)(l_c - l_u) (SMDM), l_u from z with the prompt masked; plain l_c if w is

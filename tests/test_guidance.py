@@ -243,3 +243,33 @@ def test_gradient_guidance_acts_only_inside_its_interval():
     out, plain = guided(x, t, cond), den(x, t)
     assert abs(float(out[0, 0] - plain[0, 0])) > 1e-2
     np.testing.assert_allclose(out[1], plain[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("gamma", [1.0, 2.0])
+def test_masked_classifier_guidance_tilts_by_the_classifier_to_the_power_gamma(gamma):
+    """At each masked position the exact guided conditional is p(v | z) p(c | z^(i <- v))^gamma,
+    normalised (MATH.md §6.2), with a soft classifier (a step classifier's 0 / 1 probabilities
+    are unchanged by any power, so it cannot see gamma); unmasked positions keep their
+    prediction."""
+    chain, length = markov.toy_chain(), 4
+    process = masked.MaskedDiffusion(vocab_size=3)
+    den = chain.denoiser(process.mask_id)
+    weights = jax.random.normal(jax.random.key(0), (length * 4, 3))
+
+    def log_classifier(h, t):
+        return jax.nn.log_softmax(h.reshape(h.shape[0], -1) @ weights)
+
+    z = jnp.array([[0, 3, 3, 2], [3, 1, 3, 3]])
+    t, cond = jnp.full((2,), 0.6), jnp.array([1, 2])
+    guided = guidance.masked_classifier(den, process, log_classifier, gamma, length)
+    got = jax.nn.log_softmax(guided(z, t, cond), axis=-1)
+    base = np.asarray(process.log_probs(den(z, t), z))
+    for b in range(2):
+        for i in range(length):
+            if z[b, i] != process.mask_id:
+                np.testing.assert_allclose(got[b, i], jax.nn.log_softmax(base[b, i]), atol=1e-5)
+                continue
+            subs = jnp.tile(z[b], (3, 1)).at[:, i].set(jnp.arange(3))
+            lc = log_classifier(jax.nn.one_hot(subs, 4), t[:3])[:, cond[b]]
+            want = jax.nn.log_softmax(base[b, i] + gamma * lc)
+            np.testing.assert_allclose(got[b, i], want, atol=1e-5)

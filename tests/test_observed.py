@@ -62,6 +62,26 @@ def test_prompts_and_infilling_sample_the_conditional_law(name):
             assert int(info["nfe"]) == free
 
 
+@pytest.mark.parametrize("name", ["first_hitting", "ancestral", "confidence"])
+def test_prompt_tokens_stay_whatever_the_denoiser_says_about_them(name):
+    """A denoiser with uniform logits everywhere (prompt positions included, unlike the oracle,
+    which is one-hot there): the prompt tokens come out unchanged and the free ones vary."""
+    values, known = observation(512, (2, None, 1, None))
+    uniform = lambda z, t, cond=None: jnp.zeros((*z.shape, 3))
+    sampler = samplers.get("masked", name)
+    x, _ = sampler(
+        jax.random.key(1),
+        uniform,
+        observe(PROCESS, values, known),
+        (512, L),
+        None,
+        solvers.uniform_grid(8),
+    )
+    x = np.asarray(x)
+    np.testing.assert_array_equal(x[known], values[known])
+    assert len(np.unique(x[:, 1])) == 3 and len(np.unique(x[:, 3])) == 3
+
+
 def test_prompted_draws_are_per_sample():
     """Under `independent` each sample has its own prompt and its own call count."""
     values, known = observation(6, (2, None, None, None))
