@@ -101,3 +101,26 @@ def test_named_rewards_score_what_they_name():
     np.testing.assert_array_equal(
         rewards.build("total", "", counts)(jnp.array([[1, 2], [0, 5]])), [3, 5]
     )
+
+
+def test_the_cfg_target_weights_the_conditional_model_by_w(tmp_path):
+    """--steer=cfg targets p(x | c)^w p(x)^(1 - w): the guided score of what the particles are
+    given is w s(x | c) + (1 - w) s(x), not the exponents swapped (guidance away from c)."""
+    import jax.numpy as jnp
+
+    from difflab.models.mixing import NULL_LABEL
+    from difflab.samplers import fkc
+    from difflab.training import particles
+
+    cond = conditional_components(tmp_path)
+    setting = Steering("cfg", cfg_scale=3.0, label=1)
+    den = cond.denoiser(cond.init_params)
+    _, stacked = particles.sampler_and_denoiser(cond, setting, "em", None, True, den)
+    betas = particles.betas(setting, 0)
+    x = jnp.linspace(-2.0, 2.0, 10).reshape(5, 2)
+    t, label = jnp.full((5,), 0.5), jnp.full((5,), 1)
+    score = lambda pred: cond.process.score(pred, x, t)
+    preds = stacked(x, t, label)
+    guided = fkc.guided_score(betas, jnp.stack([score(preds[:, i]) for i in range(2)], 1))
+    want = 3.0 * score(den(x, t, label)) - 2.0 * score(den(x, t, jnp.full((5,), NULL_LABEL)))
+    np.testing.assert_allclose(guided, want, rtol=1e-4, atol=1e-4)

@@ -41,6 +41,13 @@ def test_offspring_counts_are_unbiased(scheme):
     assert np.max(np.abs(z)) < 4.0, z
 
 
+def test_multinomial_counts_have_the_binomial_variance():
+    """Independent draws: Var[count_j] = N w_j (1 - w_j) (one shared uniform would give every
+    particle the same ancestor, N^2 w_j (1 - w_j)); within 10% over 10,000 draws."""
+    n = len(W)
+    np.testing.assert_allclose(offspring_draws("multinomial").var(0), n * W * (1 - W), rtol=0.1)
+
+
 def test_systematic_counts_are_floor_or_ceil_and_vary_less_than_multinomial():
     counts = offspring_draws("systematic")
     nw = len(W) * W
