@@ -206,8 +206,7 @@ def pair(flag: str, values) -> tuple:
 
 def observation(dataset, num: int):
     """(values, known) of --prompt or --observed, or None."""
-    import numpy as np
-
+    from difflab.data import files
     from difflab.training import guiding
 
     if _PROMPT.value is not None and _OBSERVED.value is not None:
@@ -218,7 +217,7 @@ def observation(dataset, num: int):
         return None
     if not os.path.isfile(_OBSERVED.value):
         raise ValueError(f"--observed={_OBSERVED.value!r} is not a file")
-    with np.load(_OBSERVED.value) as f:
+    with files.open_npz(_OBSERVED.value, "--observed") as f:
         if "x" not in f or "known" not in f:
             raise ValueError(
                 f"--observed={_OBSERVED.value!r} must hold arrays 'x' and 'known', has {list(f)}"

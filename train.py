@@ -14,7 +14,8 @@ from absl import app, flags, logging
 from difflab.training import cli
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-_CONFIG = cli.define_config(os.path.join(ROOT, "configs", "flow_checkerboard.py"))
+DEFAULT_CONFIG = os.path.join(ROOT, "configs", "flow_checkerboard.py")
+_CONFIG = cli.define_config(DEFAULT_CONFIG)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (default: runs/<config.name>)")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize()")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
@@ -48,4 +49,4 @@ def run(config):
 
 
 if __name__ == "__main__":
-    cli.run_app(main)
+    cli.run_app(main, DEFAULT_CONFIG)

@@ -4,6 +4,7 @@ token `.npz`, or a UTF-8 text file."""
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 
@@ -19,10 +20,21 @@ def _require_file(path: str, what: str) -> None:
         raise FileNotFoundError(f"config.data.path={path!r} does not exist (expected {what})")
 
 
+def open_npz(path: str, name: str = "config.data.path"):
+    """np.load of an .npz archive, without unpickling; anything else (an .npy, a pickle, a
+    text file) is named as not an .npz instead of numpy's allow_pickle advice."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{name}={path!r} is not an .npz file (a zip archive of arrays, as np.savez "
+            f"writes); its first bytes are {open(path, 'rb').read(8)!r}"
+        )
+    return np.load(path, allow_pickle=False)
+
+
 def read_npz(path: str):
     """The arrays 'x' (non-empty) and, if present, 'label' of an .npz file, without unpickling."""
     _require_file(path, "an .npz file with an array 'x'")
-    with np.load(path, allow_pickle=False) as f:
+    with open_npz(path) as f:
         if "x" not in f.files:
             raise ValueError(f"{path} must hold an array 'x', found {sorted(f.files)}")
         x = np.asarray(f["x"])

@@ -140,6 +140,13 @@ def test_expected_errors_are_one_line_and_create_nothing(tmp_path):
     t = run_train(["--config.optim.lrr=1", f"--workdir={tmp_path / 'a'}"])
     assert t.returncode != 0, t.stderr
     assert one_line_error(t.stderr, "config.optim has no field 'lrr'; did you mean 'lr'"), t.stderr
+    # the README's form, --config FILE: a misspelt field, and a misspelt file, each one line
+    t = run_train(["--config", "configs/flow_checkerboard.py", "--config.train.step=5"])
+    message = "config.train has no field 'step'; did you mean 'steps'"
+    assert t.returncode != 0 and one_line_error(t.stderr, message), t.stderr
+    t = run_train(["--config", "configs/flow_checkerbord.py"])
+    message = "config file 'configs/flow_checkerbord.py' does not exist"
+    assert t.returncode != 0 and one_line_error(t.stderr, message), t.stderr
     bad_data = ["--config.data.name=npz", f"--config.data.path={tmp_path / 'none.npz'}"]
     t = run_train([*bad_data, f"--workdir={tmp_path / 'b'}"])
     assert t.returncode != 0 and one_line_error(t.stderr, "does not exist"), t.stderr

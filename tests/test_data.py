@@ -186,3 +186,17 @@ def test_each_label_is_the_label_of_its_own_row(tmp_path, step, start):
         one = cells.generator(jax.random.fold_in(key, start + i))
         np.testing.assert_array_equal(b["x"][i], one["x"])
         assert b["label"][i] == int(one["label"])
+
+
+@pytest.mark.parametrize("content", ["npy", "text"])
+def test_a_file_that_is_not_an_npz_is_named_as_such(tmp_path, content):
+    """An .npy or a text file given as the .npz: named as not an .npz (numpy would advise
+    allow_pickle)."""
+    p = tmp_path / "data.npz"
+    if content == "npy":
+        with open(p, "wb") as f:
+            np.save(f, np.zeros((4, 2), np.float32))
+    else:
+        p.write_text("x,label\n0.5,1\n")
+    with pytest.raises(ValueError, match=r"data.npz' is not an .npz file \(a zip archive"):
+        data.build(cfg(name="npz", path=str(p)))

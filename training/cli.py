@@ -41,9 +41,20 @@ def load_config_file(path: str):
     return module.get_config()
 
 
+def config_path(argv, default_path: str) -> str:
+    """The config file given on the command line (`--config=X` or `--config X`), else the
+    default."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return default_path
+
+
 def override_error(argv, default_path: str) -> str:
     """Which --config.a.b=v override names no field, with the closest field names."""
-    path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), default_path)
+    path = config_path(argv, default_path)
     if not os.path.exists(path):
         return f"config file {path!r} does not exist"
     config = load_config_file(path)
@@ -63,18 +74,43 @@ def override_error(argv, default_path: str) -> str:
     return ""
 
 
-def run_app(main) -> None:
-    """absl's app.run(main), with a config file that cannot be loaded reported in one line."""
-    from absl import app
+CONFIG_ERRORS = (OSError, AttributeError, KeyError, ValueError, TypeError)
+
+
+def config_error_exit(e: BaseException, default_path: str):
+    """End the program with one line naming the config file or override that failed."""
+    if os.environ.get(TRACEBACK_ENV):
+        raise e
+    message = override_error(sys.argv, default_path)
+    if not message:
+        message = f"cannot use config file {config_path(sys.argv, default_path)!r}: {one_line(e)}"
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run_app(main, default_path: str) -> None:
+    """absl's app.run(main). config_flags reports a config file that cannot be loaded, or an
+    override that names no field, as a traceback from inside the flag parser (or, for the file,
+    at its first use): both end the program with one line naming what was given. Errors once
+    main has started keep their own handling."""
+    from absl import app, flags
+
+    started = []
+
+    def checked(argv):
+        try:
+            flags.FLAGS["config"].value.keys()  # a file that failed to load raises on use
+        except CONFIG_ERRORS as e:
+            config_error_exit(e, default_path)
+        started.append(True)
+        return main(argv)
 
     try:
-        app.run(main)
-    except OSError as e:
-        if os.environ.get(TRACEBACK_ENV) or "config" not in str(e).lower():
+        app.run(checked)
+    except CONFIG_ERRORS as e:
+        if started:
             raise
-        path = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--config=")), "")
-        print(f"error: cannot load config file {path!r}: {one_line(e)}", file=sys.stderr)
-        sys.exit(2)
+        config_error_exit(e, default_path)
 
 
 def define_config(default_path: str):
