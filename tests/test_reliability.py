@@ -1,5 +1,5 @@
-"""Reliability: non-finite steps never reach the state, SIGTERM checkpoints and exits 0, a
-workdir of another config is refused."""
+"""Reliability: non-finite steps never reach the state, SIGTERM and Ctrl-C checkpoint and exit 0,
+a workdir of another config or with a trainer already on it is refused."""
 
 import os
 import signal
@@ -75,8 +75,8 @@ def test_workdir_of_another_config_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_exits_cleanly(tmp_path):
-    work = tmp_path / "run"
+def start_long_run(work):
+    """train.py for 100000 steps in `work`, returned once it has logged its first steps."""
     args = [
         sys.executable,
         os.path.join(ROOT, "train.py"),
@@ -100,12 +100,43 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
     while time.time() < deadline and not (work / "metrics.jsonl").exists():
         time.sleep(0.5)
     time.sleep(2)
+    return proc, args
+
+
+def saved_steps(work) -> list:
+    return sorted(int(s) for s in os.listdir(work / "checkpoints") if s.isdigit())
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    work = tmp_path / "run"
+    proc, _ = start_long_run(work)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     assert "SIGTERM received: saved a checkpoint at step" in out
-    steps = sorted(int(s) for s in os.listdir(work / "checkpoints") if s.isdigit())
+    steps = saved_steps(work)
     assert steps and 0 < steps[-1] < 100000 and steps[-1] % 50 == 0
+
+
+def test_a_second_trainer_is_refused_and_ctrl_c_saves(tmp_path):
+    """While a run trains, train.py on the same workdir ends in one line naming the holder;
+    Ctrl-C (SIGINT) then saves a checkpoint and exits 0 like SIGTERM, without a traceback."""
+    work = tmp_path / "run"
+    proc, args = start_long_run(work)
+    second = subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, env=subprocess_env(), timeout=120
+    )
+    lines = [line for line in second.stderr.splitlines() if line.strip()]
+    assert second.returncode == 1 and len(lines) == 1, second.stderr[-2000:]
+    assert (
+        lines[0].startswith("error: ")
+        and f"is being trained by train.py pid {proc.pid}" in lines[0]
+    )
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
+    assert "SIGINT received: saved a checkpoint at step" in out
+    assert saved_steps(work) and 0 < saved_steps(work)[-1] < 100000
 
 
 def test_corrupted_newest_checkpoint_falls_back_with_a_warning(tmp_path):

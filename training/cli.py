@@ -23,7 +23,8 @@ def one_line(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def expected_errors():
-    """Print an expected error as `error: <message>` on stderr and exit 1."""
+    """Print an expected error as `error: <message>` on stderr and exit 1; an interrupt (Ctrl-C
+    where nothing saves, or a second one while training saves) as one line, exit 130."""
     try:
         yield
     except EXPECTED as e:
@@ -31,6 +32,11 @@ def expected_errors():
             raise
         print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print("error: interrupted (nothing saved since the last checkpoint)", file=sys.stderr)
+        sys.exit(130)
 
 
 def load_config_file(path: str):

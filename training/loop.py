@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from difflab import data
-from difflab.training import checkpoint, config_checks, plots
+from difflab.training import checkpoint, config_checks, lock, plots
 from difflab.training import mesh as mesh_lib
 from difflab.training.components import build
 from difflab.training.evaluate import evaluate
@@ -68,24 +69,37 @@ def restore_or_init(mgr, state, mesh, config, workdir):
 
 
 class Preemption:
-    """Turns SIGTERM (a preemption notice) into a flag the loop checks after each step."""
+    """Turns SIGTERM (a preemption notice) and SIGINT (Ctrl-C) into a flag the loop checks after
+    each step: it saves a checkpoint and stops. A second SIGINT aborts at once (KeyboardInterrupt,
+    reported in one line by the CLI) without saving."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
-        self.requested = False
-        self._previous = None
+        self.requested = None  # the name of the signal received
+        self._previous = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
-        del signum, frame
-        self.requested = True
+        del frame
+        if signum == signal.SIGINT and self.requested == "SIGINT":
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            print(
+                "SIGINT received: saving a checkpoint after this step (Ctrl-C again to abort "
+                "without saving)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
 
 def check_finite(state, mode: str) -> int:
@@ -109,10 +123,17 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
     """
     mesh = mesh_lib.make_mesh()
     config_checks.check(config, mesh.size)
-    tc = config.train
     lead = jax.process_index() == 0
     comp = build(config)  # data checks run before the workdir exists
     os.makedirs(workdir, exist_ok=True)
+    with lock.held(workdir) if lead else contextlib.nullcontext():
+        return train_in(config, workdir, comp, mesh, stop_after)
+
+
+def train_in(config, workdir: str, comp, mesh, stop_after: int | None) -> dict:
+    """The body of `train`, run while this process holds the workdir."""
+    tc = config.train
+    lead = jax.process_index() == 0
     optimizer = make_optimizer(config.optim, tc.steps)
     mgr = checkpoint.manager(workdir, tc.keep_checkpoints)
     state, step = restore_or_init(
@@ -176,7 +197,8 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
                 mgr.wait_until_finished()
                 if lead:
                     print(
-                        f"SIGTERM received: saved a checkpoint at step {step} in {workdir}; "
+                        f"{preemption.requested} received: saved a checkpoint at step {step} "
+                        f"in {workdir}; "
                         f"rerun the same command to continue"
                     )
                 break
