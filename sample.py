@@ -22,12 +22,24 @@ import os
 
 from absl import app, flags, logging
 
+from difflab import samplers
+from difflab.samplers import ADAPTIVE
+from difflab.samplers.solvers import ADAPTIVE_TOLERANCE
 from difflab.training import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory written by train.py", required=True)
 _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")
-_SAMPLER = flags.DEFINE_string("sampler", None, "sampler name (default: the config's eval sampler)")
-_STEPS = flags.DEFINE_integer("steps", None, "number of sampling steps (default: config's)")
+_SAMPLER = flags.DEFINE_string(
+    "sampler",
+    None,
+    f"sampler (default: the config's eval sampler), by the run's family: {samplers.described()}",
+)
+_STEPS = flags.DEFINE_integer(
+    "steps",
+    None,
+    f"number of sampling steps (default: config's; not for the adaptive {', '.join(ADAPTIVE)}, "
+    f"which choose their own at rtol = atol = {ADAPTIVE_TOLERANCE:g})",
+)
 _NUM = flags.DEFINE_integer("num_samples", None, "number of samples (default: config's eval)")
 _ETA = flags.DEFINE_float("eta", None, "noise scale of ddim (default 0) and em (default 1)")
 _FLOAT32 = flags.DEFINE_bool(
@@ -133,7 +145,10 @@ def main(argv):
 
 def setting_name(sampler, steps, eta, cfg_scale, float32, seed, step, steer=None) -> str:
     """The default output folder's name: every setting that changes the samples."""
-    parts = [f"{sampler}_{steps}steps"]
+    # adaptive samplers choose their own steps: named by their tolerance
+    parts = [
+        f"{sampler}_rtol{ADAPTIVE_TOLERANCE:g}" if steps is None else f"{sampler}_{steps}steps"
+    ]
     parts += [] if eta is None else [f"eta{eta:g}"]
     parts += [] if cfg_scale is None else [f"cfg{cfg_scale:g}"]
     parts += ["float32"] if float32 else []
@@ -229,7 +244,7 @@ def sample():
     import jax
     import numpy as np
 
-    from difflab import metrics, samplers
+    from difflab import metrics
     from difflab.training import guiding, particles, shards
     from difflab.training.evaluate import show
     from difflab.training.run import load_config, load_run
@@ -312,7 +327,8 @@ def sample():
             return
     os.makedirs(out, exist_ok=True)
     np.savez(os.path.join(out, "samples.npz"), x=x)
-    title = f"{run.config.name} step {run.step}: {sampler}, {steps} steps"
+    done = f"rtol {ADAPTIVE_TOLERANCE:g}" if steps is None else f"{steps} steps"
+    title = f"{run.config.name} step {run.step}: {sampler}, {done}"
     title += "" if cfg is None else f", CFG w={cfg:g}"
     title += "" if steer is None else f", SMC {steer.name()}"
     title += f", {guide.name()}" if guide.name() else ""
@@ -325,7 +341,8 @@ def sample():
         "cfg_scale": cfg,
         **({} if steer is None else {"steer": dataclasses.asdict(steer), **smc_summary(info)}),
         "categorical_float32": _FLOAT32.value,
-        "steps": steps,
+        "steps": steps,  # None: an adaptive sampler (its tolerance below, its NFE in nfe)
+        **({"rtol": ADAPTIVE_TOLERANCE, "atol": ADAPTIVE_TOLERANCE} if steps is None else {}),
         "seed": _SEED.value,
         "num_samples": len(x),
         "batch_size": rows,

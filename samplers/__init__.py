@@ -20,8 +20,13 @@ GAUSSIAN_SAMPLERS = {
     "ddpm": lambda eta, f64: solvers.ddpm,
     "ddim": lambda eta, f64: solvers.ddim(effective_eta("ddim", eta)),
     "em": lambda eta, f64: solvers.euler_maruyama(effective_eta("em", eta)),
-    "adaptive": lambda eta, f64: solvers.adaptive,
+    "adaptive": lambda eta, f64: solvers.adaptive,  # Tsit5
+    "tsit5": lambda eta, f64: functools.partial(solvers.adaptive, solver="tsit5"),
+    "dopri5": lambda eta, f64: functools.partial(solvers.adaptive, solver="dopri5"),
 }
+# Samplers that choose their own steps (PID control at rtol = atol = solvers.ADAPTIVE_TOLERANCE):
+# a step count does not apply to them; runs are named and recorded by the tolerance.
+ADAPTIVE = ("adaptive", "tsit5", "dopri5")
 MASKED_SAMPLERS = {
     "ancestral": lambda eta, f64: discrete.ancestral(f64),
     "first_hitting": lambda eta, f64: discrete.first_hitting(f64),
@@ -125,7 +130,10 @@ EDM_GRID_SAMPLERS = ("heun_edm", "em")
 
 def grid(name: str, process, steps: int):
     """The time grid the sampler walks: EDM's rho grid for heun_edm and em; the process's power
-    grid if it has one (counts); otherwise uniform from 1 to the process's t_min."""
+    grid if it has one (counts); otherwise uniform from 1 to the process's t_min (adaptive
+    samplers: its end points, whatever `steps`)."""
+    if name in ADAPTIVE:  # only the end points are used
+        return solvers.uniform_grid(1, 1.0, process.t_min)
     if name in EDM_GRID_SAMPLERS:
         return solvers.edm_grid(process, steps)
     if name == "few_step" and hasattr(process, "step_sizes"):
@@ -138,3 +146,9 @@ def grid(name: str, process, steps: int):
     if power != 1.0:
         return solvers.power_grid(steps, power, process.t_min)
     return solvers.uniform_grid(steps, 1.0, process.t_min)
+
+
+def described(families=None) -> str:
+    """The samplers of each family, one clause per family (for --help and errors)."""
+    families = families or SAMPLERS
+    return "; ".join(f"{f}: {', '.join(SAMPLERS[f])}" for f in families)

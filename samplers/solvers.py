@@ -257,6 +257,7 @@ def euler_maruyama(eta: float = 1.0):
 # -- adaptive ODE through diffrax -------------------------------------------------------------
 
 DIFFRAX_SOLVERS = ("dopri5", "tsit5")  # diffrax.Dopri5, diffrax.Tsit5 (the capitalised names)
+ADAPTIVE_TOLERANCE = 1e-5  # rtol = atol of the adaptive samplers
 
 
 def solve_ode(
@@ -305,8 +306,8 @@ def adaptive(
     grid,
     *,
     solver: str = "tsit5",
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
+    rtol: float = ADAPTIVE_TOLERANCE,
+    atol: float = ADAPTIVE_TOLERANCE,
     max_steps: int = 4096,
 ):
     """Adaptive probability-flow ODE from grid[0] to grid[-1] (MATH.md §1.5e)."""

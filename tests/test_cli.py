@@ -77,6 +77,12 @@ def test_train_then_sample(tmp_path):
     x0 = np.load(work / "samples" / name / "samples.npz")["x"][:, 0]
     np.testing.assert_allclose(x0, 0.5, rtol=0, atol=1e-6)
 
+    # an adaptive sampler is named and recorded by its tolerance, not a step count it ignores
+    s = run_sample([f"--workdir={work}", "--sampler=dopri5", "--num_samples=16"])
+    assert s.returncode == 0, s.stderr[-3000:]
+    result = json.load(open(work / "samples" / "dopri5_rtol1e-05_seed0_ckpt100" / "metrics.json"))
+    assert result["steps"] is None and result["rtol"] == 1e-5 and result["nfe"] > 6, result
+
     bad = run_sample([f"--workdir={work}", "--sampler=first_hitting"])
     message = "sampler 'first_hitting' is not available for the 'flow'"
     assert bad.returncode != 0 and one_line_error(bad.stderr, message), bad.stderr

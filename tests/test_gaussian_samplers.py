@@ -117,3 +117,20 @@ def test_ddpm_returns_the_denoised_mean_on_its_last_step():
     out = [solvers.ddpm_move(jax.random.key(k), model, x, t, p.t_min) for k in range(2)]
     np.testing.assert_array_equal(out[0], out[1])
     np.testing.assert_allclose(out[0], model.x0_eps(x, t)[0], atol=1e-6)
+
+
+def test_adaptive_samplers_are_named_and_requested_by_tolerance():
+    """tsit5 and dopri5 are samplers of their own (adaptive is Tsit5); they take no step count
+    (--steps with one is refused, naming the tolerance) and walk only the grid's end points."""
+    from difflab.models import flow
+    from difflab.training.sampling import check_request
+    from tests.helpers import tiny_config
+
+    process = flow.FlowMatching()
+    for name in ("adaptive", "tsit5", "dopri5"):
+        samplers.check("flow", name)
+        np.testing.assert_array_equal(samplers.grid(name, process, 50), [1.0, 0.0])
+    config = tiny_config()
+    assert check_request(config, "dopri5", None, 8, None, False, None) == ("dopri5", None, 8)
+    with pytest.raises(ValueError, match=r"--steps=50 does not apply to the adaptive sampler "):
+        check_request(config, "tsit5", 50, 8, None, False, None)

@@ -124,3 +124,14 @@ def test_the_cfg_target_weights_the_conditional_model_by_w(tmp_path):
     guided = fkc.guided_score(betas, jnp.stack([score(preds[:, i]) for i in range(2)], 1))
     want = 3.0 * score(den(x, t, label)) - 2.0 * score(den(x, t, jnp.full((5,), NULL_LABEL)))
     np.testing.assert_allclose(guided, want, rtol=1e-4, atol=1e-4)
+
+
+def test_steer_takes_the_names_the_cli_takes(comp):
+    """draw / Run.sample accept steer='anneal' (the method's defaults, as sample.py --steer
+    gives them) with the same samples as Steering('anneal'); other values are named."""
+    x, _ = draw(comp, comp.init_params, "em", 4, 16, 0, steer="anneal")
+    y, _ = draw(comp, comp.init_params, "em", 4, 16, 0, steer=Steering("anneal"))
+    np.testing.assert_array_equal(x, y)
+    for bad in ("annealing", 2.0):
+        with pytest.raises(ValueError, match=r"steer must be a training.particles.Steering or one"):
+            draw(comp, comp.init_params, "em", 4, 16, 0, steer=bad)

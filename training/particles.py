@@ -48,6 +48,21 @@ class Steering:
         return f"{self.method}_{detail}".replace(",", "-").replace(" ", "")
 
 
+def named(steer, cfg_scale=None) -> tuple:
+    """(Steering, the plain CFG scale left) from a Steering or a --steer name with its method's
+    defaults (the name 'cfg' takes cfg_scale as its w); a clear error for anything else."""
+    if steer is None or isinstance(steer, Steering):
+        return steer, cfg_scale
+    if not isinstance(steer, str) or steer not in METHODS:
+        raise ValueError(
+            f"steer must be a training.particles.Steering or one of the names {METHODS}, got "
+            f"{steer!r}"
+        )
+    if steer == "cfg":
+        return Steering("cfg", cfg_scale=0.0 if cfg_scale is None else cfg_scale), None
+    return Steering(steer), cfg_scale
+
+
 def check(config, setting: Steering, sampler_name: str, eta, num_experts: int = 0) -> None:
     """Clear errors for a particle setting that the run cannot take; from the config alone."""
     family = config.process.family

@@ -12,7 +12,7 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from difflab import samplers
-from difflab.samplers import independent
+from difflab.samplers import independent, solvers
 from difflab.training import guiding, particles, rewards
 from difflab.training.components import Components
 from difflab.training.mesh import gather, make_mesh, place
@@ -52,9 +52,16 @@ def check_request(config, sampler, steps, num, eta, float32: bool, cfg_scale):
     sampler = sampler or config.eval.sampler
     samplers.check(config.process.family, sampler, eta, not float32)
     check_guidance_config(config, cfg_scale)
-    steps = config.eval.steps if steps is None else steps
     num = config.eval.num_samples if num is None else num
-    if steps <= 0 or num <= 0:
+    if sampler in samplers.ADAPTIVE:
+        if steps is not None:
+            raise ValueError(
+                f"--steps={steps} does not apply to the adaptive sampler {sampler!r}: it chooses "
+                f"its own steps at rtol = atol = {solvers.ADAPTIVE_TOLERANCE:g} (omit --steps)"
+            )
+    else:
+        steps = config.eval.steps if steps is None else steps
+    if (steps is not None and steps <= 0) or num <= 0:
         raise ValueError(
             f"--steps={steps} and --num_samples={num} must be positive integers (omit a flag to "
             f"use the config's eval value)"
@@ -104,7 +111,15 @@ def compiled_sampler(
     devices = () if mesh is None else tuple(d.id for d in mesh.devices.flat)
     # the particles' label is an argument of the call (cond), not part of the compiled setting
     unlabelled = None if steer is None else dataclasses.replace(steer, label=None)
-    setting = (sampler_name, int(steps), int(rows), eta, bool(float64), cfg_scale, unlabelled)
+    setting = (
+        sampler_name,
+        steps and int(steps),
+        int(rows),
+        eta,
+        bool(float64),
+        cfg_scale,
+        unlabelled,
+    )
     setting += (devices,)
     setting += (per_sample, guide, id(classifier), id(value), bool(observed))
     setting += tuple(id(e) for e, _ in experts)
@@ -194,6 +209,7 @@ def draw_chunks(
     batch size, device count or subset of `ranges` gives the same samples. Arguments as `draw`;
     info has one entry per sample (`samplers.independent.reduce_info`), except under `steer` or
     per_sample=False."""
+    steer, cfg_scale = particles.named(steer, cfg_scale)
     samplers.check(comp.config.process.family, sampler_name, eta, float64)
     check_guidance_config(comp.config, cfg_scale)
     guide = guide or guiding.Guide()
