@@ -333,7 +333,9 @@ def sample():
     title += "" if steer is None else f", SMC {steer.name()}"
     title += f", {guide.name()}" if guide.name() else ""
     title += f", prompt {_PROMPT.value!r}" if _PROMPT.value else ""
-    shown = show(run.components.dataset, x, os.path.join(out, "samples"), title, _SEED.value)
+    shown_labels = labels if steer is None else None  # particles share one label (in the title)
+    stem = os.path.join(out, "samples")
+    shown = show(run.components.dataset, x, stem, title, _SEED.value, shown_labels)
     result = {
         "step": run.step,
         "sampler": sampler,

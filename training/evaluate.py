@@ -40,7 +40,7 @@ def evaluate(
     x, info = draw(comp, params, sampler_name, steps, num, seed, labels=labels, per_sample=False)
     quality = metrics.report(x, comp.dataset, n=num, seed=seed)
     title = f"{comp.config.name} step {step}: {sampler_name}, {steps} steps"
-    show(comp.dataset, x, os.path.join(out_dir, f"samples_{step:07d}"), title, seed)
+    show(comp.dataset, x, os.path.join(out_dir, f"samples_{step:07d}"), title, seed, labels)
     return {**quality, "nfe": float(info["nfe"])}
 
 
@@ -87,9 +87,10 @@ def value_report(comp: Components, params, num: int, seed: int) -> dict:
     return out
 
 
-def show(dataset, x, stem: str, title: str, seed: int = 0) -> str:
-    """Samples as a figure (stem.png: scatter or image grid) or as text (stem.txt: decoded text
-    or token ids, one sequence per line); returns the path written."""
+def show(dataset, x, stem: str, title: str, seed: int = 0, labels=None) -> str:
+    """Samples as a figure (stem.png: scatter or image grid, one row per class when the samples'
+    labels are given) or as text (stem.txt: decoded text or token ids, one sequence per line);
+    returns the path written."""
     if (
         dataset.kind == "tokens"
         and not hasattr(dataset, "to_counts")
@@ -106,7 +107,8 @@ def show(dataset, x, stem: str, title: str, seed: int = 0) -> str:
         x, dataset = dataset.to_counts(x), dataset.base
     if dataset.kind == "counts":
         if dataset.name == "digits_counts":
-            plots.plot_samples(x.reshape(-1, 8, 8, 1) / 8.0 - 1.0, stem + ".png", "images", title)
+            images = x.reshape(-1, 8, 8, 1) / 8.0 - 1.0
+            plots.plot_samples(images, stem + ".png", "images", title, labels=labels)
         else:
             plots.count_statistics(
                 {"samples": x}, dataset.reference(len(x), seed + 1), stem + ".png", title
@@ -121,5 +123,5 @@ def show(dataset, x, stem: str, title: str, seed: int = 0) -> str:
     if kind == "points":  # one frame per data set (from a fixed draw), so that plots compare
         reference = dataset.reference(len(x), seed + 1)
         lim = plots.frame_limit(dataset.reference(10_000, 0))
-    plots.plot_samples(x, stem + ".png", kind, title, reference, lim)
+    plots.plot_samples(x, stem + ".png", kind, title, reference, lim, labels)
     return stem + ".png"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib import ticker
 from matplotlib.figure import Figure
@@ -24,15 +26,23 @@ def log_scale(ax, axis: str = "y") -> None:
     which.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False))
 
 
+def wrapped(title: str, fig) -> str:
+    """The title broken into lines that fit the figure's width (about 11 characters an inch at
+    the default 12 pt), so that long settings (steering, guidance) are not cut off."""
+    width = max(20, int(fig.get_figwidth() * 11))
+    return "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
+
+
 def frame_limit(reference) -> float:
     """The half-width of the square frame: the data's largest |coordinate| plus 20%, rounded up
     to a multiple of 0.5, so every plot of the same data shares its axes."""
     return float(np.ceil(np.max(np.abs(np.asarray(reference))) * 1.2 * 2) / 2)
 
 
-def scatter(samples, path: str, title: str = "", reference=None, lim: float | None = None) -> None:
+def scatter(samples, path: str, title: str = "", reference=None, lim: float | None = None):
     """Samples (and optionally data) as a 2-D scatter plot in a frame fixed by the data's range;
-    samples outside the frame are counted in the title, never dropped silently."""
+    samples outside the frame are counted in the title, never dropped silently. Returns the
+    figure (saved to path)."""
     samples = np.asarray(samples)
     fig, ax = figure(figsize=(5, 5))
     if reference is not None:
@@ -45,17 +55,34 @@ def scatter(samples, path: str, title: str = "", reference=None, lim: float | No
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
     outside = int(np.sum(np.any(np.abs(samples[:, :2]) > lim, axis=1)))
-    ax.set_title(
-        title + (f"\n({outside} of {len(samples)} samples outside the frame)" if outside else "")
-    )
-    ax.legend(loc="upper right", markerscale=8)
+    note = f"\n({outside} of {len(samples)} samples outside the frame)" if outside else ""
+    ax.set_title(wrapped(title + note, fig))
+    # below the frame, where it hides no data (inside, it covered a checkerboard cell)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2, markerscale=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
 
 
-def image_grid(images, path: str, title: str = "", cols: int = 16) -> None:
-    """NHWC images in [-1, 1] tiled into one grid (values outside are shown clipped)."""
+def class_rows(images, labels, cols: int):
+    """Images regrouped one row per class (up to `cols` each, blank tiles where a class has
+    fewer) and the classes in row order."""
+    classes = np.unique(labels)
+    blank = np.full_like(images[:1], -1.0)
+    rows = []
+    for c in classes:
+        mine = images[labels == c][:cols]
+        rows.append(np.concatenate([mine, np.repeat(blank, cols - len(mine), 0)]))
+    return np.concatenate(rows), classes
+
+
+def image_grid(images, path: str, title: str = "", cols: int = 16, labels=None):
+    """NHWC images in [-1, 1] tiled into one grid (values outside are shown clipped); with
+    labels, one row per class, named on the left. Returns the figure (saved to path)."""
     images = np.asarray(images)
+    classes = None
+    if labels is not None:
+        images, classes = class_rows(images, np.asarray(labels), cols)
     n = len(images) - len(images) % cols if len(images) >= cols else len(images)
     images = images[:n]
     cols = min(cols, n)
@@ -64,7 +91,7 @@ def image_grid(images, path: str, title: str = "", cols: int = 16) -> None:
     h, w, c = images.shape[1:]
     grid = images.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4)
     grid = grid.reshape(rows * h, cols * w, c)
-    fig, ax = figure(figsize=(cols * 0.5 + 0.5, rows * 0.5 + 0.7))
+    fig, ax = figure(figsize=(cols * 0.5 + 1.0, rows * 0.5 + 0.9))
     shown = (np.clip(grid, -1, 1) + 1) / 2
     ax.imshow(
         shown[..., 0] if c == 1 else shown,
@@ -73,20 +100,43 @@ def image_grid(images, path: str, title: str = "", cols: int = 16) -> None:
         vmax=1,
         interpolation="nearest",
     )
-    ax.axis("off")
-    ax.set_title(title)
+    if classes is None:
+        ax.axis("off")
+    else:
+        ax.set_xticks([])
+        ax.set_yticks((np.arange(rows) + 0.5) * h - 0.5, [f"class {k}" for k in classes])
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    ax.set_title(wrapped(title, fig))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    return fig
 
 
-def loss_curve(records: list[dict], path: str, key: str = "loss") -> None:
-    """The training loss against the step, log-scaled when positive."""
+def running_mean(values, window: int):
+    """Trailing means of `window` consecutive values (len(values) - window + 1 of them)."""
+    c = np.cumsum(np.concatenate([[0.0], np.asarray(values, np.float64)]))
+    return (c[window:] - c[:-window]) / window
+
+
+def loss_curve(records: list[dict], path: str, key: str = "loss"):
+    """The training loss against the step, log-scaled when positive: the logged values (with
+    markers when there are few: one point is still visible) and, from 5 points, their running
+    mean over a twentieth of them. Returns the figure (saved to path), None without points."""
     pts = [(r["step"], r[key]) for r in records if isinstance(r.get(key), float)]
     if not pts:
         return
-    steps, values = zip(*pts, strict=True)
+    steps, values = (np.asarray(v) for v in zip(*pts, strict=True))
     fig, ax = figure(figsize=(6, 4))
-    ax.plot(steps, values)
+    few = len(values) < 30
+    ax.plot(steps, values, c="tab:blue", alpha=1.0 if few else 0.35, marker="o" if few else None,
+            ms=4, label=key)  # fmt: skip
+    if len(values) >= 5:
+        window = max(2, len(values) // 20)
+        mean = running_mean(values, window)
+        ax.plot(steps[window - 1 :], mean, c="tab:orange", lw=2, label=f"mean of {window}")
+        ax.legend()
     if min(values) > 0:
         log_scale(ax)
     ax.set_xlabel("step")
@@ -94,14 +144,25 @@ def loss_curve(records: list[dict], path: str, key: str = "loss") -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    return fig
 
 
 def plot_samples(
-    samples, path: str, kind: str, title: str = "", reference=None, lim: float | None = None
+    samples,
+    path: str,
+    kind: str,
+    title: str = "",
+    reference=None,
+    lim: float | None = None,
+    labels=None,
 ) -> None:
-    """A scatter plot for 2-D points (in the frame `lim`), an image grid for images."""
+    """A scatter plot for 2-D points (in the frame `lim`), an image grid for images (one row per
+    class with labels)."""
     if kind == "images":
-        image_grid(samples[:128], path, title)
+        if labels is not None:
+            image_grid(samples, path, title, labels=labels)
+        else:
+            image_grid(samples[:128], path, title)
     else:
         scatter(samples, path, title, reference, lim)
 
