@@ -22,10 +22,13 @@ import os
 
 from absl import app, flags, logging
 
+try:
+    from difflab.training import cli
+except ModuleNotFoundError as e:  # the clone's difflab/ folder alone: nothing installed
+    raise SystemExit(f"error: {e}; install the project first: pip install -e .") from None
 from difflab import samplers
 from difflab.samplers import ADAPTIVE
 from difflab.samplers.solvers import ADAPTIVE_TOLERANCE
-from difflab.training import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory written by train.py", required=True)
 _STEP = flags.DEFINE_integer("step", None, "checkpoint step (default: the latest)")

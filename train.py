@@ -11,7 +11,10 @@ import os
 
 from absl import app, flags, logging
 
-from difflab.training import cli
+try:
+    from difflab.training import cli
+except ModuleNotFoundError as e:  # the clone's difflab/ folder alone: nothing installed
+    raise SystemExit(f"error: {e}; install the project first: pip install -e .") from None
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "flow_checkerboard.py")
