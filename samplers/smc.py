@@ -16,12 +16,19 @@ After the last move the potential's final increment makes the target exact, log 
 log mean w, and the particles are resampled once (output="resample") or returned with their
 log-weights (output="weighted", in `info["log_weights"]`). All particles form one population
 (one condition); for several conditions vmap the sampler.
+
+The kernel is open: `build_kernel` gives a `Kernel` with `init`, one step (`__call__`, returning
+the new `State` and a `StepInfo`) and `finish`, which `smc` scans over the grid. Stepped by hand
+with the same keys it gives `smc`'s result bit for bit; between steps a researcher can look at
+the population, change the resampling rule (`due`: `ess_below`, `every`, or any function of
+(k, log_w)) or move the particles.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,6 +89,114 @@ def default_init(key, process, shape, t):
     return process.prior(key, shape, t)
 
 
+class State(NamedTuple):
+    """A particle population at one time: x [N, ...], the potential's memory (leading axis N),
+    log-weights [N] since the last resampling, and the log-normaliser estimate so far."""
+
+    x: object
+    memory: object
+    log_w: jax.Array
+    log_z: jax.Array
+
+
+class StepInfo(NamedTuple):
+    """What one kernel step reports: the ESS before the resampling decision, whether it
+    resampled, and the number of distinct parents after it."""
+
+    ess: jax.Array
+    resampled: jax.Array
+    unique_ancestors: jax.Array
+
+
+def ess_below(fraction: float):
+    """Resample when ESS < fraction N (adaptive resampling; 0: never, 1: almost always)."""
+    return lambda k, log_w: resampling.ess(log_w) < fraction * log_w.shape[0]
+
+
+def every(steps: int):
+    """Resample after every `steps`-th step (k + 1 divisible by steps)."""
+    return lambda k, log_w: (k + 1) % steps == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """The particle system's pieces, to step a population by hand (`init`, `__call__` for one
+    step t -> s, `finish`) or through `smc`:
+
+        state = kernel.init(key, model, shape, grid[0])
+        state, info = kernel(step_key, model, state, k, grid[k], grid[k + 1])   # k = 0..K-1
+        state = kernel.finish(key, model, state)                                # log Z complete
+
+    model: the denoiser bound to its process and condition (`solvers.Bound`). `due(k, log_w)`
+    decides resampling (`ess_below`, `every`, or any rule); `scheme` draws ancestors
+    (`resampling`); `init(key, process, shape, t)` draws the particles (and optionally their
+    initial log-weights). mesh: split the particles over its first axis (see `smc`)."""
+
+    step: Step
+    potential: Potential
+    scheme: Callable = resampling.systematic
+    due: Callable = ess_below(0.5)
+    draw: Callable = default_init
+    mesh: object = None
+
+    def spread(self, tree):
+        return particle_constraint(self.mesh)(tree)
+
+    def gathered(self, tree):
+        """The N log-weights on every device, so ESS, log Z and ancestors are computed as on
+        one device (the same reductions in the same order)."""
+        return particle_constraint(self.mesh, PartitionSpec())(tree)
+
+    def init(self, key, model, shape, t) -> State:
+        """Particles x ~ draw at time t with their log-weights (0 unless draw gives them)."""
+        start = self.draw(key, model.process, shape, t)
+        x, log_w = start if isinstance(start, tuple) else (start, 0.0)
+        log_w = jnp.broadcast_to(jnp.asarray(log_w, jnp.float32), (shape[0],))
+        x = self.spread(x)
+        return State(x, self.potential.start(x), self.gathered(log_w), jnp.zeros((), jnp.float32))
+
+    def __call__(self, key, model, state: State, k, t, s) -> tuple[State, StepInfo]:
+        """One step t -> s: one network call, the potential's log-weight increment, resampling
+        if due (log Z grows by log mean w, weights reset), then the move reusing the call."""
+        k_weight, k_res, k_move = jax.random.split(key, 3)
+        n = state.log_w.shape[0]
+        pred = model.pred(state.x, t)
+        log_g, memory = self.potential.step(k_weight, model, pred, state.x, t, s, state.memory)
+        log_w = self.gathered(state.log_w + log_g)
+        size = resampling.ess(log_w)
+        due = self.due(k, log_w)
+        a = jnp.where(due, self.scheme(k_res, log_w), jnp.arange(n))
+        x, pred, memory = self.spread(jax.tree.map(lambda v: v[a], (state.x, pred, memory)))
+        log_z = state.log_z + jnp.where(due, resampling.log_mean_weight(log_w), 0.0)
+        log_w = jnp.where(due, jnp.zeros_like(log_w), log_w)
+        evaluated = Evaluated(model.denoiser, model.process, model.cond, pred)
+        x = self.spread(self.step.move(k_move, evaluated, x, t, s))
+        unique = jnp.sum(resampling.offspring(a, n) > 0)
+        return State(x, memory, log_w, log_z), StepInfo(size, due, unique)
+
+    def finish(self, key, model, state: State) -> State:
+        """After the last move: the potential's final increment, and log Z's last factor."""
+        log_w = self.gathered(state.log_w + self.potential.final(key, model, state.x, state.memory))
+        return state._replace(log_w=log_w, log_z=state.log_z + resampling.log_mean_weight(log_w))
+
+
+def build_kernel(
+    step: Step,
+    potential: Potential,
+    scheme: str = "systematic",
+    ess_threshold: float = 0.5,
+    resample_every: int = 0,
+    init=None,
+    mesh=None,
+) -> Kernel:
+    """The `Kernel` of these settings, checked: resampling every `resample_every` steps if > 0,
+    else when ESS < ess_threshold N."""
+    check_step(step)
+    check_settings(scheme, ess_threshold, resample_every, "resample")
+    due = every(resample_every) if resample_every else ess_below(ess_threshold)
+    return Kernel(step, potential, resampling.get(scheme), due, init or default_init, mesh)
+
+
 def smc(
     step: Step,
     potential: Potential,
@@ -93,7 +208,9 @@ def smc(
     mesh=None,
 ):
     """A particle sampler `sampler(key, denoiser, process, shape, cond, grid) -> (x, info)`;
-    shape[0] is the number of particles N. Resampling is adaptive (ESS < ess_threshold N) unless
+    shape[0] is the number of particles N: `build_kernel`'s kernel stepped over the grid in one
+    lax.scan (step k uses the key fold_in(k_loop, k), so a population stepped by hand with the
+    same keys is the same). Resampling is adaptive (ESS < ess_threshold N) unless
     resample_every > 0 (then every that many steps). info: nfe, ess [K] (before each resampling
     decision), resampled [K], unique_ancestors [K] (distinct parents after the step),
     resamplings, log_weights [N] (final, before the output resampling) and log_z (the estimate
@@ -107,60 +224,32 @@ def smc(
     ancestors, resampling steps and log Z; samples bit-identical for FK steering's DDPM steps
     and within float32 rounding for FKC's (8 virtual devices: max |diff| 1.7e-5 after 40
     steps, tests/scripts/eight_devices.py)."""
-    check_step(step)
     check_settings(scheme, ess_threshold, resample_every, output)
-    draw_ancestors = resampling.get(scheme)
-
-    spread = particle_constraint(mesh)
-    # the N log-weights are gathered on every device, so ESS, log Z and the ancestors are
-    # computed exactly as on one device (the same reductions in the same order)
-    gathered = particle_constraint(mesh, PartitionSpec())
+    kernel = build_kernel(step, potential, scheme, ess_threshold, resample_every, init, mesh)
 
     def sampler(key, denoiser, process, shape, cond, grid):
-        n = shape[0]
         model = Bound(denoiser, process, cond)
         k_prior, k_loop, k_final, k_out = jax.random.split(key, 4)
-        start = (init or default_init)(k_prior, process, shape, grid[0])
-        x, log_w0 = start if isinstance(start, tuple) else (start, 0.0)
-        log_w0 = jnp.broadcast_to(jnp.asarray(log_w0, jnp.float32), (n,))
-        x = spread(x)
+        state = kernel.init(k_prior, model, shape, grid[0])
 
         def body(state, inputs):
-            (x, memory, log_w, log_z), (k, t, s) = state, inputs
-            k_weight, k_res, k_move = jax.random.split(jax.random.fold_in(k_loop, k), 3)
-            pred = model.pred(x, t)
-            log_g, memory = potential.step(k_weight, model, pred, x, t, s, memory)
-            log_w = gathered(log_w + log_g)
-            size = resampling.ess(log_w)
-            if resample_every:
-                due = (k + 1) % resample_every == 0
-            else:
-                due = size < ess_threshold * n
-            a = jnp.where(due, draw_ancestors(k_res, log_w), jnp.arange(n))
-            x, pred, memory = spread(jax.tree.map(lambda v: v[a], (x, pred, memory)))
-            log_z = log_z + jnp.where(due, resampling.log_mean_weight(log_w), 0.0)
-            log_w = jnp.where(due, jnp.zeros_like(log_w), log_w)
-            x = spread(step.move(k_move, Evaluated(denoiser, process, cond, pred), x, t, s))
-            unique = jnp.sum(resampling.offspring(a, n) > 0)
-            return (x, memory, log_w, log_z), (size, due, unique)
+            k, t, s = inputs
+            return kernel(jax.random.fold_in(k_loop, k), model, state, k, t, s)
 
-        state = (x, potential.start(x), gathered(log_w0), jnp.zeros((), jnp.float32))
         ks = jnp.arange(grid.shape[0] - 1)
-        (x, memory, log_w, log_z), (sizes, due, unique) = jax.lax.scan(
-            body, state, (ks, grid[:-1], grid[1:])
-        )
-        log_w = gathered(log_w + potential.final(k_final, model, x, memory))
-        log_z = log_z + resampling.log_mean_weight(log_w)
+        state, infos = jax.lax.scan(body, state, (ks, grid[:-1], grid[1:]))
+        state = kernel.finish(k_final, model, state)
+        x = state.x
         if output == "resample":
-            x = jax.tree.map(lambda v: v[draw_ancestors(k_out, log_w)], x)
+            x = jax.tree.map(lambda v: v[kernel.scheme(k_out, state.log_w)], x)
         info = {
             "nfe": jnp.array(grid.shape[0] - 1, jnp.int32),
-            "ess": sizes,
-            "resampled": due,
-            "unique_ancestors": unique,
-            "resamplings": jnp.sum(due),
-            "log_weights": log_w,
-            "log_z": log_z,
+            "ess": infos.ess,
+            "resampled": infos.resampled,
+            "unique_ancestors": infos.unique_ancestors,
+            "resamplings": jnp.sum(infos.resampled),
+            "log_weights": state.log_w,
+            "log_z": state.log_z,
         }
         return x, info
 
