@@ -4,7 +4,7 @@ Loads the run's config and the EMA parameters of its latest (or --step) checkpoi
 --sampler for --steps, and writes samples.npz, a plot and the quality metrics into --out
 (default: <workdir>/samples/<sampler>_<steps>steps[_eta..][_cfg..][_float32]_seed<seed>_ckpt<step>
 [_guidance][_observation], so that runs with other settings never overwrite each other).
-Guidance (MATH.md §6): --cfg_scale and --cfg_interval, --classifier with --classifier_scale,
+Guidance (docs/math.md §6): --cfg_scale and --cfg_interval, --classifier with --classifier_scale,
 --reward_guidance and --svdd with --reward, and observations: --prompt (text runs) or --observed
 (an .npz of values and a known mask: infilling and inpainting) with --prompt_scale or
 --measurement_scale. Samples are drawn --batch_size at a
@@ -142,6 +142,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
+    cli.use_compilation_cache()
     with cli.expected_errors():
         sample()
 

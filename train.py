@@ -33,6 +33,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    cli.use_compilation_cache()
     with cli.expected_errors():
         run(_CONFIG.value)
 
