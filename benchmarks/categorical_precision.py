@@ -1,4 +1,4 @@
-"""How float32 Gumbel-max sampling under-draws low-probability categories (MATH.md §3.5).
+"""How float32 Gumbel-max sampling under-draws low-probability categories (docs/math.md §3.5).
 
 python benchmarks/categorical_precision.py [--gaps 12,14,16,17,18] [--draws_per_gap 1e9]
 

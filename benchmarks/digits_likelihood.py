@@ -4,7 +4,7 @@ python benchmarks/digits_likelihood.py --workdir runs/diffusion_digits [--probes
 
 The 180 held-out digits (the fixed 10% test split) lie on a grid of spacing 1/8 in [-1, 1];
 they are uniformly dequantised (bin width 1/8), so bits/dim = (NLL - 64 ln(1/8)) / (64 ln 2)
-bounds the discrete NLL (MATH.md §2.5). Reported conditional on the true label and
+bounds the discrete NLL (docs/math.md §2.5). Reported conditional on the true label and
 unconditional (the null label, trained by label dropout).
 """
 

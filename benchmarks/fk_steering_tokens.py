@@ -5,7 +5,8 @@ python benchmarks/fk_steering_tokens.py [--workdir runs/masked_markov] [--reward
 python benchmarks/fk_steering_tokens.py --workdir runs/masked_text --reward word \
     --reward_arg " the "
 
-FK steering (MATH.md §7.2) runs a population of k particles of the ancestral sampler per output,
+FK steering (docs/math.md §7.2) runs a population of k particles of the ancestral sampler per
+output,
 with the 'diff' potential exp(lambda (r(x0_hat_t) - r(x0_hat_t+1))) at the denoiser's draws (the
 unmasked tokens kept) and systematic resampling at ESS < k/2, so the population targets
 p(x) exp(lambda r(x)) / Z; each output is one particle of the final (resampled) population, drawn

@@ -7,7 +7,7 @@ python benchmarks/fkc_annealing_markov.py [--workdir runs/notebooks/masked_marko
 The source is a Markov chain (pi0, P), so p(x)^beta / Z is again a Markov chain
 (`MarkovChain.tilted`, backward messages): its per-position token marginals, pooled bigram law
 and expected log p(x) per token are exact (`metrics.tokens.chain_statistics`). Three samplers of
-the trained model are compared: the masked FKC particle system (MATH.md §7.4,
+the trained model are compared: the masked FKC particle system (docs/math.md §7.4,
 docs/masked_fkc.md; N particles, one population), the naive annealed chain (the same tempered
 steps, weights dropped) and, as the floor set by the model's own error, plain ancestral sampling
 against p itself (beta = 1). Writes

@@ -6,7 +6,7 @@ python benchmarks/fkc_cfg_digits.py --workdir runs/flow_digits [--scales 2,3]
 
 Both samplers take the same stochastic steps (Euler-Maruyama, eta = 1, K steps) and the same
 network passes (the conditional and null predictions in one batched call). Plain CFG moves each
-sample with the guided score; FKC (MATH.md §7.4) moves a population of N = num_samples / 10
+sample with the guided score; FKC (docs/math.md §7.4) moves a population of N = num_samples / 10
 particles per class with that score and reweights / resamples them (systematic, ESS < N/2) so
 that the population targets p^(1-w) p(.|c)^w. --particles sets other population sizes N (each
 class's num_samples / 10 samples then come from ceil(num_samples / 10 / N) populations, a random

@@ -1,12 +1,12 @@
 """SVDD with exact soft values against the tilted target p(x) exp(r(x) / alpha) / Z, as the number
-of candidates M grows (MATH.md §6.4, A9).
+of candidates M grows (docs/math.md §6.4, A9).
 
 python benchmarks/svdd_oracle.py [--num 8000]
 
-- masked toy (MATH.md §8.1e: V = 3, L = 4), reward r(x) = the number of 2s, a NumPy function
+- masked toy (docs/math.md §8.1e: V = 3, L = 4), reward r(x) = the number of 2s, a NumPy function
   through jax.pure_callback; exact values by enumeration of the 81 sequences; 64-step ancestral
   candidates (near-exact base law); total variation to the tilted law;
-- 1-D standard mixture (MATH.md §8.2), VP-cosine diffusion with the exact denoiser, reward
+- 1-D standard mixture (docs/math.md §8.2), VP-cosine diffusion with the exact denoiser, reward
   -(x - 2)^2 / 2, DDPM candidates (100 steps); exact values from the Gaussian posterior of each
   component; Kolmogorov-Smirnov distance to the tilted mixture's closed-form CDF;
 - alpha -> 0 on the toy: the mean reward approaches the best (4).

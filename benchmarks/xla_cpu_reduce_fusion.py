@@ -3,7 +3,7 @@
 python benchmarks/xla_cpu_reduce_fusion.py [--points 20000] [--repeats 50]
 
 XLA:CPU (jaxlib 0.10) hands reductions to YNNPACK fusions. This times the exact posterior mean
-E[x0 | x_t] (metrics.oracles, MATH.md §8.1a: a softmax over the K components and a sum over
+E[x0 | x_t] (metrics.oracles, docs/math.md §8.1a: a softmax over the K components and a sum over
 them) of N points at per-point times, and a whole 500-step DDPM draw of N points driven by it,
 once with the default XLA flags and once with --xla_cpu_experimental_ynn_fusion_type=-reduce
 (each in its own process: XLA reads its flags once). Both on the standard 1-D mixture (K = 3)

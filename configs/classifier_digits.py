@@ -1,5 +1,5 @@
 """A noise-conditional digit classifier p(c | x_t, t) under flow_digits's linear flow path, for
-classifier guidance (`sample.py --classifier=runs/classifier_digits`; MATH.md §6.2)."""
+classifier guidance (`sample.py --classifier=runs/classifier_digits`; docs/math.md §6.2)."""
 
 from difflab.configs.common import base, classifier_process, flow_process
 

@@ -9,7 +9,7 @@ import ml_collections
 
 
 def flow_process() -> ml_collections.ConfigDict:
-    """Flow matching (MATH.md §2)."""
+    """Flow matching (docs/math.md §2)."""
     p = ml_collections.ConfigDict()
     p.family = "flow"
     p.path = "linear"  # linear | cosine | stochastic
@@ -22,7 +22,7 @@ def flow_process() -> ml_collections.ConfigDict:
 
 
 def diffusion_process() -> ml_collections.ConfigDict:
-    """Variance-preserving Gaussian diffusion (MATH.md §1)."""
+    """Variance-preserving Gaussian diffusion (docs/math.md §1)."""
     p = ml_collections.ConfigDict()
     p.family = "diffusion"
     p.schedule = "cosine"  # cosine (log-SNR form) | linear (beta)
@@ -32,7 +32,7 @@ def diffusion_process() -> ml_collections.ConfigDict:
     p.beta_1 = 20.0  # linear
     p.t_min = 1e-5  # linear: smallest t used in training and sampling
     # v, not eps: with lambda(1) = -15, x_hat = (z - sigma eps_hat) / alpha multiplies eps errors
-    # by 1 / alpha_1 ~ 1800 near t = 1, which wrecks DDIM and the ODE samplers (MATH.md §1.8;
+    # by 1 / alpha_1 ~ 1800 near t = 1, which wrecks DDIM and the ODE samplers (docs/math.md §1.8;
     # measured on diffusion_checkerboard: eps + DDIM-100 gave SW 2.79 vs 0.038 data-vs-data).
     p.parameterization = "v"  # eps | x0 | v
     p.loss = "v"  # simple (eps MSE) | v (v MSE) | elbo (VDM NELBO, bits/dim)
@@ -42,7 +42,7 @@ def diffusion_process() -> ml_collections.ConfigDict:
 
 def classifier_process(noise: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A noise-conditional classifier p(c | x_t, t) under `noise`, the forward process of the
-    Gaussian model it guides (MATH.md §6.2): its fields, family "classifier"."""
+    Gaussian model it guides (docs/math.md §6.2): its fields, family "classifier"."""
     p = ml_collections.ConfigDict(noise.to_dict())
     p.noise_family = noise.family
     p.family = "classifier"
@@ -51,7 +51,7 @@ def classifier_process(noise: ml_collections.ConfigDict) -> ml_collections.Confi
 
 def value_process(noise: ml_collections.ConfigDict, reward: str, reward_arg: str = ""):
     """A noise-conditional value f(x_t, t) ~ E[r(x_0) | x_t] under `noise`, the forward process
-    of the model whose rollouts it learns from (SVDD-MC, MATH.md §6.4): its fields, family
+    of the model whose rollouts it learns from (SVDD-MC, docs/math.md §6.4): its fields, family
     "value", and the named reward (training.rewards)."""
     p = ml_collections.ConfigDict(noise.to_dict())
     p.noise_family = noise.family
@@ -62,7 +62,7 @@ def value_process(noise: ml_collections.ConfigDict, reward: str, reward_arg: str
 
 
 def masked_process() -> ml_collections.ConfigDict:
-    """Masked (absorbing-state) diffusion for tokens (MATH.md §3; defaults §3.6)."""
+    """Masked (absorbing-state) diffusion for tokens (docs/math.md §3; defaults §3.6)."""
     p = ml_collections.ConfigDict()
     p.family = "masked"
     p.schedule = "linear"  # linear | cosine | polynomial (alpha_t = 1 - t^power)
@@ -74,7 +74,7 @@ def masked_process() -> ml_collections.ConfigDict:
 
 
 def counts_process() -> ml_collections.ConfigDict:
-    """Count flow matching (MATH.md §4): birth-death bridge, Poisson rate matching."""
+    """Count flow matching (docs/math.md §4): birth-death bridge, Poisson rate matching."""
     p = ml_collections.ConfigDict()
     p.family = "counts"
     p.source = "poisson"  # poisson | negbin | zeros | data (the data set's source population)
@@ -89,7 +89,7 @@ def counts_process() -> ml_collections.ConfigDict:
 
 
 def shortcut_process() -> ml_collections.ConfigDict:
-    """Shortcut models (MATH.md §5.1, reference-code defaults)."""
+    """Shortcut models (docs/math.md §5.1, reference-code defaults)."""
     p = ml_collections.ConfigDict()
     p.family = "shortcut"
     p.levels = 7  # step sizes 2^-k, k = 0..7: 1 to 128 sampling steps
@@ -103,7 +103,7 @@ def shortcut_process() -> ml_collections.ConfigDict:
 
 
 def meanflow_process() -> ml_collections.ConfigDict:
-    """MeanFlow (MATH.md §5.2, reference-code defaults)."""
+    """MeanFlow (docs/math.md §5.2, reference-code defaults)."""
     p = ml_collections.ConfigDict()
     p.family = "meanflow"
     p.time_sampling = "logit_normal"  # logit_normal | uniform: both of (t, r), then ordered

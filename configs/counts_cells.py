@@ -1,5 +1,5 @@
 """Count flow matching on simulated scRNA-seq counts (100 genes, 5 cell types, counts into the
-hundreds): the default experiment of the counts family (MATH.md §4)."""
+hundreds): the default experiment of the counts family (docs/math.md §4)."""
 
 from difflab.configs.common import base, counts_process
 

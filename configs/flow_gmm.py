@@ -1,4 +1,4 @@
-"""Flow matching on the 8-component 2-D Gaussian mixture (MATH.md §8.2) with a residual MLP."""
+"""Flow matching on the 8-component 2-D Gaussian mixture (docs/math.md §8.2) with a residual MLP."""
 
 from difflab.configs.common import base
 

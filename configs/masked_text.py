@@ -12,7 +12,7 @@ def get_config():
     c.model.depth = 3
     c.model.heads = 4
     c.model.mlp_ratio = 4.0
-    c.model.time_conditioning = False  # the optimal denoiser is time-agnostic (MATH.md §3.2)
+    c.model.time_conditioning = False  # the optimal denoiser is time-agnostic (docs/math.md §3.2)
     c.process = masked_process()
     c.optim.lr = 1e-3
     c.optim.warmup_steps = 1000

@@ -1,4 +1,4 @@
-"""Class-conditional MeanFlow on 8x8 digits with a DiT (MATH.md §5.2): the average velocity
+"""Class-conditional MeanFlow on 8x8 digits with a DiT (docs/math.md §5.2): the average velocity
 u(z, t, h) trained through the MeanFlow identity (one jax.jvp per step); samples in 1 or 2 steps
 (`--sampler few_step --steps 1`)."""
 

@@ -1,4 +1,4 @@
-"""Shortcut model on the 2-D checkerboard with a residual MLP (MATH.md §5.1)."""
+"""Shortcut model on the 2-D checkerboard with a residual MLP (docs/math.md §5.1)."""
 
 from difflab.configs.common import base, shortcut_process
 

@@ -1,5 +1,5 @@
 """A noise-conditional value network f(x_t, t) ~ E[r(x_0) | x_t] for SVDD-MC on
-flow_checkerboard (reward: -|x - (1, 1)|^2 / 2), under its linear flow path (MATH.md §6.4).
+flow_checkerboard (reward: -|x - (1, 1)|^2 / 2), under its linear flow path (docs/math.md §6.4).
 
 SVDD-MC regresses on rollouts of the trained model: draw them with
 `python sample.py --workdir runs/flow_checkerboard --num_samples 50000` and train on them with

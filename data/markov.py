@@ -1,5 +1,5 @@
 """A Markov-chain token source with a known law: exact log-probabilities, entropy rate, and the
-exact masked-diffusion denoiser by forward-backward (MATH.md §8.1e).
+exact masked-diffusion denoiser by forward-backward (docs/math.md §8.1e).
 
 x^1 ~ pi0, x^{i+1} | x^i ~ P[x^i]; for an all-masked-but-some sequence z, the exact denoiser is
 p(x^i = v | x^U), the smoothing marginal of the chain with the unmasked positions clamped.
@@ -110,7 +110,7 @@ class MarkovChain:
     def onehot_logits(self, h: jax.Array) -> jax.Array:
         """`denoiser_logits` of one-hot inputs h [B, L, V + 1] (last: the mask), differentiable
         in h: e_i(v) = log(h_iv + h_im) (floored at 1e-30), the relaxation a first-order
-        classifier guidance differentiates (MATH.md §6.2)."""
+        classifier guidance differentiates (docs/math.md §6.2)."""
         return self.smoothing(jnp.log(jnp.maximum(h[..., :-1] + h[..., -1:], 1e-30)))
 
     def smoothing(self, obs: jax.Array) -> jax.Array:
@@ -164,7 +164,7 @@ class ChainLaw:
 
 
 def toy_chain() -> MarkovChain:
-    """MATH.md §8.1e: V = 3, pi0 = (0.5, 0.3, 0.2), entropy of 4 tokens 3.944881 nats."""
+    """docs/math.md §8.1e: V = 3, pi0 = (0.5, 0.3, 0.2), entropy of 4 tokens 3.944881 nats."""
     return MarkovChain(
         np.array([0.5, 0.3, 0.2]),
         np.array([[0.1, 0.6, 0.3], [0.5, 0.1, 0.4], [0.3, 0.3, 0.4]]),

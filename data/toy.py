@@ -49,7 +49,7 @@ class GaussianMixture:
 
 
 def ring_mixture(components: int = 8, radius: float = 4.0, std: float = 0.3) -> GaussianMixture:
-    """Equal-weight isotropic components on a circle (MATH.md §8.2 standard 2-D GMM)."""
+    """Equal-weight isotropic components on a circle (docs/math.md §8.2 standard 2-D GMM)."""
     angles = 2 * np.pi * np.arange(components) / components
     means = radius * np.stack([np.cos(angles), np.sin(angles)], axis=1)
     return GaussianMixture(
@@ -58,7 +58,7 @@ def ring_mixture(components: int = 8, radius: float = 4.0, std: float = 0.3) -> 
 
 
 def standard_mixture_1d() -> GaussianMixture:
-    """MATH.md §8.2 standard 1-D GMM: mean 0.15, variance 3.8435."""
+    """docs/math.md §8.2 standard 1-D GMM: mean 0.15, variance 3.8435."""
     return GaussianMixture(
         np.array([0.2, 0.5, 0.3]), np.array([[-3.0], [0.0], [2.5]]), np.array([[0.3], [0.5], [0.4]])
     )

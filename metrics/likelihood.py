@@ -1,4 +1,5 @@
-"""Exact log-likelihood through the probability-flow ODE, and bits per dimension (MATH.md §2.5).
+"""Exact log-likelihood through the probability-flow ODE, and bits per dimension (docs/math.md
+§2.5).
 
 Integrate the augmented state (x, l) forward from t_min to 1 with dx/dt = u(x, t) and
 dl/dt = div u(x, t); then log p_0(x_0) = log p_1(x_1) + l(1), p_1 = N(0, sigma_1^2 I).
@@ -108,7 +109,7 @@ def log_likelihood(
 
 def bits_per_dim(nll_nats, d: int, bin_width: float | None = None):
     """bpd = (NLL - d log bin_width) / (d ln 2): with uniform dequantisation of data on a grid of
-    spacing bin_width this bounds the discrete negative log-likelihood (MATH.md §2.5)."""
+    spacing bin_width this bounds the discrete negative log-likelihood (docs/math.md §2.5)."""
     offset = 0.0 if bin_width is None else -d * math.log(bin_width)
     return (nll_nats + offset) / (d * math.log(2))
 

@@ -1,5 +1,5 @@
 """Closed forms for Gaussian mixtures under Gaussian paths x_t = alpha_t x0 + sigma_t eps
-(MATH.md §8.1a-c): marginal density, score, posterior mean, exact velocity, 1-D flow map.
+(docs/math.md §8.1a-c): marginal density, score, posterior mean, exact velocity, 1-D flow map.
 
 Used as exact denoisers by the oracle tests: a sampler driven by these must reproduce the mixture.
 """
@@ -38,7 +38,7 @@ def responsibilities(gmm, path, x, t):
 
 def log_responsibilities(gmm, path, x, t):
     """log r_k(x, t) = log p(k | x_t): the exact noise-conditional classifier of a mixture whose
-    components are the classes (MATH.md A10)."""
+    components are the classes (docs/math.md A10)."""
     logw, mean, cov = _components(gmm, path, t)
     return jax.nn.log_softmax(logw + _log_normals(x, mean, cov), axis=-1)
 
@@ -59,7 +59,7 @@ def score(gmm, path, x, t):
 def velocity(gmm, path, x, t):
     """u = sum_k r_k [alpha' mu_k + (alpha alpha' Sigma_k + sigma sigma') C_k^-1 (x - alpha mu_k)].
 
-    The component form, smooth at t = 0 and t = 1 (MATH.md §8.1a).
+    The component form, smooth at t = 0 and t = 1 (docs/math.md §8.1a).
     """
     t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
     logw, mean, cov = _components(gmm, path, t)
@@ -125,7 +125,7 @@ def cdf_1d(gmm, path, x, t):
 
 
 def flow_map_1d(gmm, path, x, t: float, r: float, iters: int = 80):
-    """Phi_{t->r}(x) = F_r^-1(F_t(x)) by bisection in float64 (MATH.md §8.1b)."""
+    """Phi_{t->r}(x) = F_r^-1(F_t(x)) by bisection in float64 (docs/math.md §8.1b)."""
     target = cdf_1d(gmm, path, x, t)
     a, s = float(path.alpha(r)), float(path.sigma(r))
     mu, sd = np.asarray(gmm.means)[:, 0], np.asarray(gmm.stds)[:, 0]

@@ -1,4 +1,4 @@
-"""Categorical sampling by Gumbel-max in float64 (MATH.md §3.5; Zheng et al. 2024).
+"""Categorical sampling by Gumbel-max in float64 (docs/math.md §3.5; Zheng et al. 2024).
 
 With float32 uniforms the largest u < 1 is 1 - 2^-23, so the Gumbel noise g = -log(-log u) is
 capped at ~15.9 and categories whose logit lies more than ~16 below a competitor's are almost

@@ -1,4 +1,4 @@
-"""Noise-conditional classifiers p_phi(c | x_t, t) for classifier guidance (MATH.md §6.2;
+"""Noise-conditional classifiers p_phi(c | x_t, t) for classifier guidance (docs/math.md §6.2;
 Dhariwal & Nichol 2021).
 
 The "classifier" family trains with the same trainer, checkpoints and resume as the generative

@@ -1,4 +1,4 @@
-"""Continuous-time Gaussian (variance-preserving) diffusion (MATH.md §1).
+"""Continuous-time Gaussian (variance-preserving) diffusion (docs/math.md §1).
 
 z_t = alpha_t x + sigma_t eps with alpha_t^2 = sigmoid(lambda_t), sigma_t^2 = sigmoid(-lambda_t);
 every schedule is a log-SNR function lambda(t), decreasing from lambda(t_min) to lambda(1).
@@ -61,7 +61,7 @@ SCHEDULES = {"linear": linear_beta, "cosine": cosine}
 
 
 def alpha_sigma(log_snr: jax.Array):
-    """alpha = sqrt(sigmoid(lambda)), sigma = sqrt(sigmoid(-lambda)) (MATH.md §1.8)."""
+    """alpha = sqrt(sigmoid(lambda)), sigma = sqrt(sigmoid(-lambda)) (docs/math.md §1.8)."""
     return jnp.sqrt(jax.nn.sigmoid(log_snr)), jnp.sqrt(jax.nn.sigmoid(-log_snr))
 
 
@@ -112,7 +112,7 @@ class GaussianDiffusion(GaussianPath):
         a, s = alpha_sigma(self.log_snr(expand(t, x0)))
         return a * x0 + s * eps
 
-    # -- parameterizations (MATH.md §1.3) -----------------------------------------------------
+    # -- parameterizations (docs/math.md §1.3) -----------------------------------------------------
     def x0_eps(self, pred, xt, t):
         """(x_hat, eps_hat) from the network output, for each parameterization."""
         a, s = alpha_sigma(self.log_snr(expand(t, xt)))
@@ -123,7 +123,7 @@ class GaussianDiffusion(GaussianPath):
         return a * xt - s * pred, s * xt + a * pred  # v
 
     def velocity(self, pred, xt, t):
-        """u = alpha' x_hat + sigma' eps_hat = f z - g^2/2 s (MATH.md §1.3)."""
+        """u = alpha' x_hat + sigma' eps_hat = f z - g^2/2 s (docs/math.md §1.3)."""
         x0, eps = self.x0_eps(pred, xt, t)
         tt = expand(t, xt)
         a, s = alpha_sigma(self.log_snr(tt))
@@ -148,7 +148,7 @@ class GaussianDiffusion(GaussianPath):
 
     def loss(self, denoiser, key, batch):
         """simple: E|eps - eps_hat|^2 / d; v: E|v - v_hat|^2 / d; elbo: the VDM NELBO in bits/dim
-        (MATH.md §1.4), estimated with log-SNR drawn uniformly (`nelbo_draw`)."""
+        (docs/math.md §1.4), estimated with log-SNR drawn uniformly (`nelbo_draw`)."""
         x0 = batch["x"].astype(jnp.float32)
         k_t, k_eps, k_drop = jax.random.split(key, 3)
         cond = conditioning(k_drop, batch, self.label_dropout)

@@ -1,4 +1,4 @@
-"""Count flow matching: a birth-death process between source and data counts (MATH.md §4).
+"""Count flow matching: a birth-death process between source and data counts (docs/math.md §4).
 
 Counts x in N^D, data at t = 0 and source counts at t = 1. Per coordinate, the conditional path
 moves |x_0 - x_1| unit jumps towards x_0, each at an independent uniform time (the signed-binomial
@@ -7,7 +7,7 @@ loss, whose minimiser is the marginal rate. Source: Wei & Pearson, "Flow Matchin
 (count-FM; their time runs the other way, tau = 1 - t).
 
 The denoiser returns pred [..., D, 2]: the log birth rate and the log *per-capita* death rate, so
-that the death rate mu = x exp(l_d) is exactly 0 at x = 0 (MATH.md §4.3).
+that the death rate mu = x exp(l_d) is exactly 0 at x = 0 (docs/math.md §4.3).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ NEG = -1e9  # log of a zero rate: finite, so that bfloat16 and differences stay 
 
 
 def bridge(key, x0, x1, t):
-    """x_t = x_1 + sign(x_0 - x_1) B, B ~ Binomial(|x_0 - x_1|, 1 - t) (MATH.md §4.2)."""
+    """x_t = x_1 + sign(x_0 - x_1) B, B ~ Binomial(|x_0 - x_1|, 1 - t) (docs/math.md §4.2)."""
     diff = x0.astype(jnp.int32) - x1.astype(jnp.int32)
     p = jnp.broadcast_to(1.0 - expand(t, x0), x0.shape)
     moved = jax.random.binomial(key, jnp.abs(diff).astype(jnp.float32), p)
@@ -75,7 +75,7 @@ class CountFlow:
     source_draw: Callable | None = None
     label_dropout: float = 0.0
     t_eps: float = 1e-4  # training and sampling times stay in [t_eps, 1] (rates ~ 1/t)
-    log_cap: float = 20.0  # rates <= e^20 ~ 4.9e8 (MATH.md §4.8)
+    log_cap: float = 20.0  # rates <= e^20 ~ 4.9e8 (docs/math.md §4.8)
     # sampling grid t_k = (1 - k/K)^grid_power: < 1 packs steps near t = 1, where the source is
     # far from the data and tau-leaping's jumps are largest (on counts_cells, 0.5 with K = 100
     # matched the uniform grid with K = 200)
@@ -156,7 +156,8 @@ class CountFlow:
         return jnp.sum(kl, axis=-1)
 
     def nelbo_draw(self, denoiser, key, x0, x1=None, cond=None):
-        """A one-sample estimate of int_{t_eps}^1 E sum_d KL dt (nats per example; MATH.md §4.4),
+        """A one-sample estimate of int_{t_eps}^1 E sum_d KL dt (nats per example; docs/math.md
+        §4.4),
         with antithetic t ~ U(t_eps, 1). It bounds -log p(x_0) for independent couplings."""
         k_t, k_path = jax.random.split(key)
         t = self.t_eps + (1.0 - self.t_eps) * antithetic_times(k_t, x0.shape[0])
@@ -181,7 +182,7 @@ class CountFlow:
 
     # -- reverse process ------------------------------------------------------------------------
     def posterior(self, key, xt, t, s, pred):
-        """One tau-leaping move t -> s (MATH.md §4.5): births ~ Poisson(lambda h), deaths ~
+        """One tau-leaping move t -> s (docs/math.md §4.5): births ~ Poisson(lambda h), deaths ~
         Binomial(x, min(1, beta h)) with the per-capita rate beta, so x_s >= 0 exactly.
 
         On the bridge every remaining jump happens at a uniform time in [0, t], so the hazard of a

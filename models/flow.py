@@ -1,4 +1,4 @@
-"""Flow matching with affine interpolants (MATH.md §2).
+"""Flow matching with affine interpolants (docs/math.md §2).
 
 x_t = alpha_t x0 + sigma_t x1 + gamma_t z, with x0 ~ data at t = 0 and x1 ~ N(0, I) at t = 1.
 The network predicts the velocity u = dx_t/dt; samplers integrate it from t = 1 down to t = 0.
@@ -26,13 +26,13 @@ from difflab.models.gaussian import GaussianPath
 Schedule = Callable[[jax.Array], jax.Array]
 
 # Clamp where a score is formed from a velocity: the conversion is singular at t = 0 and t = 1
-# (MATH.md §2.3).
+# (docs/math.md §2.3).
 SCORE_T_CLAMP = 1e-4
 
 
 @dataclasses.dataclass(frozen=True)
 class Path:
-    """Coefficients of x_t = alpha_t x0 + sigma_t x1 + gamma_t z (MATH.md §2.1).
+    """Coefficients of x_t = alpha_t x0 + sigma_t x1 + gamma_t z (docs/math.md §2.1).
 
     With gamma, `x1_share(t)` = sigma_t / (sigma_t^2 + gamma_t^2), written so that it stays finite
     at t = 0: E[x1 | x_t, x0] = x1_share(t) (x_t - alpha_t x0) for Gaussian x1 and z.
@@ -103,7 +103,7 @@ class FlowMatching(GaussianPath):
         return jnp.sqrt(self.path.sigma(t) ** 2 + self.path.gamma(t) ** 2)
 
     def interpolate(self, x0, x1, t, z=None):
-        """x_t = alpha_t x0 + sigma_t x1 + gamma_t z (MATH.md §2.1)."""
+        """x_t = alpha_t x0 + sigma_t x1 + gamma_t z (docs/math.md §2.1)."""
         tt = expand(t, x0)
         xt = self.path.alpha(tt) * x0 + self.path.sigma(tt) * x1
         if self.path.gamma is not None:
@@ -111,7 +111,8 @@ class FlowMatching(GaussianPath):
         return xt
 
     def target_velocity(self, x0, x1, t, z=None):
-        """u* = alpha'_t x0 + sigma'_t x1 + gamma'_t z; linear path: u* = x1 - x0 (MATH.md §2.1)."""
+        """u* = alpha'_t x0 + sigma'_t x1 + gamma'_t z; linear path: u* = x1 - x0 (docs/math.md
+        §2.1)."""
         u = self.drift_target(x0, x1, t)
         if self.path.gamma is not None:
             u = u + time_derivative(self.path.gamma, expand(t, x0)) * z
@@ -145,7 +146,7 @@ class FlowMatching(GaussianPath):
         )
 
     def loss(self, denoiser, key, batch):
-        """L_FM = E ||pred(x_t, t) - b*||^2 / d, mean over coordinates (MATH.md §2.2); b* = u*
+        """L_FM = E ||pred(x_t, t) - b*||^2 / d, mean over coordinates (docs/math.md §2.2); b* = u*
         unless the path has gamma (see `drift_target`)."""
         x0 = batch["x"].astype(jnp.float32)
         k_t, k_x1, k_z, k_drop = jax.random.split(key, 4)
@@ -171,7 +172,7 @@ class FlowMatching(GaussianPath):
         da, ds = time_derivative(self.path.alpha, tt), time_derivative(self.path.sigma, tt)
         return da * x0_hat + ds * self.path.x1_share(tt) * (xt - self.alpha(tt) * x0_hat)
 
-    # -- conversions (Gaussian source; MATH.md §1.3, §2.3) ---------------------------------
+    # -- conversions (Gaussian source; docs/math.md §1.3, §2.3) ---------------------------------
     def velocity(self, pred, xt, t):
         """The marginal flow velocity of the prediction: pred itself without gamma; with gamma
         u = b + gamma' gamma / (sigma^2 + gamma^2) (x_t - alpha x_hat), t >= 1e-4."""
@@ -187,12 +188,12 @@ class FlowMatching(GaussianPath):
         return self.alpha(tt), self.sigma(tt), self.d_alpha(tt), self.d_sigma(tt)
 
     def x0_from_velocity(self, u, xt, t):
-        """x_hat = (sigma' z - sigma u) / (alpha sigma' - sigma alpha') (MATH.md §1.3)."""
+        """x_hat = (sigma' z - sigma u) / (alpha sigma' - sigma alpha') (docs/math.md §1.3)."""
         a, s, da, ds = self._coefficients(xt, t)
         return (ds * xt - s * u) / (a * ds - s * da)
 
     def eps_from_velocity(self, u, xt, t):
-        """eps_hat = (alpha u - alpha' z) / (alpha sigma' - sigma alpha') (MATH.md §1.3)."""
+        """eps_hat = (alpha u - alpha' z) / (alpha sigma' - sigma alpha') (docs/math.md §1.3)."""
         a, s, da, ds = self._coefficients(xt, t)
         return (a * u - da * xt) / (a * ds - s * da)
 
@@ -204,16 +205,16 @@ class FlowMatching(GaussianPath):
         return x0, (xt - self.alpha(expand(tt, xt)) * x0) / self.sigma(expand(tt, xt))
 
     def score(self, pred, xt, t):
-        """s_hat = -eps_hat / sigma with t clamped to [1e-4, 1 - 1e-4] (MATH.md §2.3)."""
+        """s_hat = -eps_hat / sigma with t clamped to [1e-4, 1 - 1e-4] (docs/math.md §2.3)."""
         return super().score(pred, xt, jnp.clip(t, SCORE_T_CLAMP, 1.0 - SCORE_T_CLAMP))
 
     def score_from_velocity(self, u, xt, t):
-        """s_hat from the marginal velocity u (MATH.md §2.3)."""
+        """s_hat from the marginal velocity u (docs/math.md §2.3)."""
         tt = jnp.clip(t, SCORE_T_CLAMP, 1.0 - SCORE_T_CLAMP)
         return -self.eps_from_velocity(u, xt, tt) / self.sigma(expand(tt, xt))
 
     def velocity_from_score(self, score, xt, t):
-        """u = f_t x - (g_t^2 / 2) s (MATH.md §1.3)."""
+        """u = f_t x - (g_t^2 / 2) s (docs/math.md §1.3)."""
         f, half_g2 = self.drift_and_diffusion(xt, t)
         return f * xt - half_g2 * score
 

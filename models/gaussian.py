@@ -1,4 +1,4 @@
-"""What every Gaussian path z_t = alpha_t x + sigma_t eps shares (MATH.md §0, §1.1, §1.3).
+"""What every Gaussian path z_t = alpha_t x + sigma_t eps shares (docs/math.md §0, §1.1, §1.3).
 
 A process that defines `alpha(t)`, `sigma(t)` and `x0_eps(pred, xt, t)` gets from this mixin the
 log-SNR, the forward-SDE drift and diffusion, the score, the ancestral posterior and the prior,
@@ -25,7 +25,7 @@ class GaussianPath:
         return time_derivative(self.sigma, t)
 
     def drift_and_diffusion(self, xt, t):
-        """f_t = alpha'/alpha and g_t^2 / 2 = sigma sigma' - f sigma^2 (MATH.md §0, §2.3)."""
+        """f_t = alpha'/alpha and g_t^2 / 2 = sigma sigma' - f sigma^2 (docs/math.md §0, §2.3)."""
         tt = expand(t, xt)
         a, s = self.alpha(tt), self.sigma(tt)
         f = self.d_alpha(tt) / a
@@ -41,7 +41,7 @@ class GaussianPath:
 
     def posterior_mean_var(self, xt, x0, t, s):
         """q(z_s | z_t, x) = N(mu, var): mu = a_t s_s^2 / (a_s s_t^2) z + a_s r x, var = r s_s^2,
-        r = sigma_{t|s}^2 / sigma_t^2 = -expm1(lambda_t - lambda_s) (MATH.md §1.1; the z
+        r = sigma_{t|s}^2 / sigma_t^2 = -expm1(lambda_t - lambda_s) (docs/math.md §1.1; the z
         coefficient is a_{t|s} s_s^2 / s_t^2, written without 1 / a_t so that t = 1 is safe)."""
         tt, ss = expand(t, xt), expand(s, xt)
         r = -jnp.expm1(self.log_snr(tt) - self.log_snr(ss))

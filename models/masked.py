@@ -1,4 +1,4 @@
-"""Masked (absorbing-state) diffusion for discrete tokens (MATH.md §3; MDLM, MD4).
+"""Masked (absorbing-state) diffusion for discrete tokens (docs/math.md §3; MDLM, MD4).
 
 Tokens x in {0..V-1}^L, mask id m = V. Each position is masked independently with probability
 1 - alpha_t, and masked positions stay masked going forward. The network gives logits over the
@@ -101,7 +101,8 @@ class MaskedDiffusion:
     loss_steps: int = 0
     label_dropout: float = 0.0
     time_agnostic: bool = False
-    t_eps: float = 1e-5  # training times on [t_eps, 1] (MATH.md §3.2: never clip more than 1e-5)
+    # training times on [t_eps, 1] (docs/math.md §3.2: never clip more than 1e-5)
+    t_eps: float = 1e-5
 
     t_min = 0.0  # sampling grids end at t = 0, where every token is unmasked
 
@@ -167,7 +168,7 @@ class MaskedDiffusion:
         return weight * nll + self.reconstruction(x0.shape[-1])
 
     def loss(self, denoiser, key, batch):
-        """The NELBO in bits per token, averaged over the batch (MATH.md §3.2)."""
+        """The NELBO in bits per token, averaged over the batch (docs/math.md §3.2)."""
         x0 = batch["x"].astype(jnp.int32)
         k_elbo, k_drop = jax.random.split(key)
         cond = conditioning(k_drop, batch, self.label_dropout)
@@ -184,7 +185,8 @@ class MaskedDiffusion:
 
     # -- reverse process ------------------------------------------------------------------------
     def posterior(self, key, zt, t, s, log_probs, float64: bool = True):
-        """One ancestral move t -> s (decoupled, MATH.md §3.3A): each masked position is unmasked
+        """One ancestral move t -> s (decoupled, docs/math.md §3.3A): each masked position is
+        unmasked
         with probability p_u(s, t) (1 on the final step to t_min) and, if so, takes a token drawn
         from p_theta(. | z_t); unmasked positions never change."""
         k_b, k_y = jax.random.split(key)

@@ -1,11 +1,11 @@
 """Classifier-free mixing of a conditional and an unconditional prediction in one network call
-(Ho & Salimans 2022; MATH.md §6.1).
+(Ho & Salimans 2022; docs/math.md §6.1).
 
 pred_w = pred(x | null) + w (pred(x | c) - pred(x | null)), evaluated as one batched call on
 [x; x] with labels [c; null]. Velocity / eps / x0 / v and average velocities are affine in the
 score, masked logits are log-probabilities up to a per-position constant that log-softmax removes,
 and count log-rates mix geometrically, so the same linear mix is the meaningful one for every
-family's natural prediction (MATH.md §3.4, §4.6). The process of shortcut models (guided
+family's natural prediction (docs/math.md §3.4, §4.6). The process of shortcut models (guided
 bootstrap targets) and the sampler package both use it.
 """
 
@@ -32,7 +32,7 @@ def conditional_and_null(denoiser, x, t, cond, h=None):
 def classifier_free(denoiser, scale: float, interval=None):
     """The guided denoiser pred(null) + w (pred(c) - pred(null)): w = 1 is the conditional model,
     w = 0 the unconditional one, w > 1 sharpens toward the class. interval = (t_lo, t_hi): w on
-    t_lo <= t <= t_hi and 1 (plain conditional) elsewhere (MATH.md §6.1). Each call is one
+    t_lo <= t <= t_hi and 1 (plain conditional) elsewhere (docs/math.md §6.1). Each call is one
     network pass on a doubled batch (`network_passes` = 2 per call)."""
 
     def guided(x, t, cond=None, h=None):

@@ -1,4 +1,4 @@
-"""One- and few-step flow maps: shortcut models and MeanFlow (MATH.md §5).
+"""One- and few-step flow maps: shortcut models and MeanFlow (docs/math.md §5).
 
 Both learn the average velocity of the linear path x_t = (1 - t) x_0 + t eps,
 u(x_t, t, h) = (1/h) int_{t-h}^t u(x_s, s) ds, so that x_{t-h} = x_t - h u(x_t, t, h). The network
@@ -35,7 +35,7 @@ class AverageVelocityFlow(FlowMatching):
     label_dropout: float = 0.1
 
     def flow_map(self, u, xt, t, h):
-        """x_{t-h} = x_t - h u (MATH.md §5)."""
+        """x_{t-h} = x_t - h u (docs/math.md §5)."""
         del t
         return xt - expand(h, xt) * u
 
@@ -60,7 +60,7 @@ class AverageVelocityFlow(FlowMatching):
 
 @dataclasses.dataclass(frozen=True)
 class Shortcut(AverageVelocityFlow):
-    """Shortcut objective (MATH.md §5.1). Steps d live on the grid {2^-k : k = 0..levels}; the
+    """Shortcut objective (docs/math.md §5.1). Steps d live on the grid {2^-k : k = 0..levels}; the
     flow-matching rows (all but 1/bootstrap_every of the batch) train the finest step 1/M,
     M = 2^levels, on the conditional velocity eps - x_0; the bootstrap rows train step 2d on
     the average of two consecutive d-steps of the target network (no gradient), equally many
@@ -111,7 +111,7 @@ class Shortcut(AverageVelocityFlow):
 
     def bootstrap_target(self, target, xt, t, d, cond, cfg_rows=None):
         """sg(clip((s_1 + s_2) / 2)), s_1 = u(x_t, t, d), s_2 = u(clip(x_t - d s_1), t - d, d)
-        (MATH.md §5.1); cfg_rows selects rows whose s_1, s_2 are CFG-guided."""
+        (docs/math.md §5.1); cfg_rows selects rows whose s_1, s_2 are CFG-guided."""
 
         def velocity(x, tt):
             u = target(x, tt, cond, d)
@@ -165,7 +165,7 @@ class Shortcut(AverageVelocityFlow):
 
 @dataclasses.dataclass(frozen=True)
 class MeanFlow(AverageVelocityFlow):
-    """MeanFlow objective (MATH.md §5.2): u_tgt = sg(v - (t - r) du/dt) with
+    """MeanFlow objective (docs/math.md §5.2): u_tgt = sg(v - (t - r) du/dt) with
     (u, du/dt) = jvp(u_theta, (z, r, t), (v, 0, 1)), adaptive weight 1 / sg((Delta + c)^p);
     (t, r) from two logit-normal draws ordered, r = t on a fraction flow_fraction of rows.
     Guidance folded into the target: v~ = omega v + (1 - omega - kappa) u(z, t, t | null) +

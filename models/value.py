@@ -1,4 +1,4 @@
-"""Noise-conditional value networks f_psi(x_t, t) ~ E[r(x_0) | x_t] for SVDD-MC (MATH.md §6.4;
+"""Noise-conditional value networks f_psi(x_t, t) ~ E[r(x_0) | x_t] for SVDD-MC (docs/math.md §6.4;
 Li et al. 2024).
 
 The "value" family trains with the same trainer, checkpoints and resume as the generative

@@ -1,7 +1,7 @@
 """Samplers of the discrete families, through the shared `solvers.scan_grid` loop. Each is
 `sampler(key, denoiser, process, shape, cond, grid) -> (x, info)`.
 
-Masked diffusion (MATH.md §3.3):
+Masked diffusion (docs/math.md §3.3):
 
 - `ancestral`: the exact T-step reverse chain in decoupled form; a time-agnostic network's output
   is reused while no token of the batch has changed (MDLM's cache), so NFE <= min(T, L).
@@ -12,7 +12,7 @@ Masked diffusion (MATH.md §3.3):
 
 Categorical draws are float64 Gumbel-max by default (`float64=False` for the float32 variant).
 
-Count flows (birth-death processes, MATH.md §4.5):
+Count flows (birth-death processes, docs/math.md §4.5):
 - `tau_leaping`: Poisson births and binomially thinned deaths per step; never negative.
 - `unit_jump`: at most one jump per coordinate per step (competing linear hazards).
 - `exact`: event-by-event simulation (Gillespie); exact by thinning when an upper bound on the
@@ -35,7 +35,7 @@ def log_probs(model: Bound, z, t):
 
 
 def ancestral(float64: bool = True):
-    """The decoupled ancestral sampler on the grid (MATH.md §3.3A), with output caching."""
+    """The decoupled ancestral sampler on the grid (docs/math.md §3.3A), with output caching."""
 
     def sampler(key, denoiser, process, shape, cond, grid):
         model = Bound(denoiser, process, cond)
@@ -71,7 +71,7 @@ def ancestral_step(float64: bool = True, logits=None) -> Step:
 
 
 def first_hitting(float64: bool = True):
-    """First-hitting sampler (MATH.md §3.3B): with n masked positions at time t, the next
+    """First-hitting sampler (docs/math.md §3.3B): with n masked positions at time t, the next
     unmasking happens at 1 - alpha_s = (1 - alpha_t) u^(1/n); a uniformly chosen masked position
     takes a token from p_theta(. | z, s). One network call per masked position of the prior (L, or
     fewer under a prompt), whatever the grid (only grid[0], the start time, is used); the scan runs
@@ -115,7 +115,8 @@ def first_hitting(float64: bool = True):
 
 
 def confidence(float64: bool = True):
-    """Confidence-ordered unmasking (MaskGIT; SMDM "greedy"), a biased heuristic (MATH.md §3.3C):
+    """Confidence-ordered unmasking (MaskGIT; SMDM "greedy"), a biased heuristic (docs/math.md
+    §3.3C):
     draw a candidate y^i ~ p_theta(. | z_t) at every masked position, then unmask the
     k = round(n_masked p_u(s, t)) positions whose candidates are most probable (all on the final
     step)."""
@@ -146,12 +147,12 @@ def confidence(float64: bool = True):
 
 
 def tau_leap_move(key, model, x, t, s):
-    """x_s = x_t + Poisson(lambda h) - Binomial(x_t, 1 - exp(-beta h)) (MATH.md §4.5, 1)."""
+    """x_s = x_t + Poisson(lambda h) - Binomial(x_t, 1 - exp(-beta h)) (docs/math.md §4.5, 1)."""
     return model.process.posterior(key, x, t, s, model.pred(x, t))
 
 
 def unit_jump_move(key, model, x, t, s):
-    """At most one +-1 jump per coordinate with competing hazards (MATH.md §4.5, 2)."""
+    """At most one +-1 jump per coordinate with competing hazards (docs/math.md §4.5, 2)."""
     return model.process.unit_jump(key, x, t, s, model.pred(x, t))
 
 
@@ -168,7 +169,7 @@ def event_log_rates(process, pred, x):
 
 def exact(float64: bool = True, rate_bound=None, max_events: int = 1_000_000):
     """Event-by-event simulation from grid[0] down to grid[-1], one network call per event for
-    the whole batch (MATH.md §4.5, 3).
+    the whole batch (docs/math.md §4.5, 3).
 
     rate_bound(x, t, t_end) -> [B]: an upper bound on the total rate sum_d lambda_d + mu_d at state
     x over [t_end, t]. With it the sampler is exact (Lewis-Shedler thinning): a candidate time

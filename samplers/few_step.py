@@ -1,4 +1,4 @@
-"""Few-step sampling with an average-velocity network (shortcut models, MeanFlow; MATH.md §5).
+"""Few-step sampling with an average-velocity network (shortcut models, MeanFlow; docs/math.md §5).
 
 One move is x_s = x_t - (t - s) u_theta(x_t, t, h = t - s): K uniform steps from t = 1 to 0 (one
 step: x_0 = eps - u_theta(eps, 1, 1)). It runs on the shared `solvers.scan_grid` loop through

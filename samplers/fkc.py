@@ -1,4 +1,4 @@
-"""Feynman-Kac correctors for the Gaussian families (MATH.md §7.4; Skreta et al. 2025).
+"""Feynman-Kac correctors for the Gaussian families (docs/math.md §7.4; Skreta et al. 2025).
 
 Experts p^(i)_t that share the forward process (scores s_i), exponents beta_i, B = sum_i beta_i:
 the target path q_t ~ prod_i p^(i)_t^beta_i is sampled by particles that follow the
@@ -108,7 +108,7 @@ def guided_move(betas, eta: float):
 
 
 def clamped(log_g, bound):
-    """Centred increments clipped to [-bound, bound] (biases the target; MATH.md §7.4)."""
+    """Centred increments clipped to [-bound, bound] (biases the target; docs/math.md §7.4)."""
     return jnp.clip(log_g - jnp.mean(log_g), -bound, bound)
 
 

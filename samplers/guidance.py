@@ -1,5 +1,5 @@
 """Guidance: functions from denoisers to denoisers, so every sampler takes every guidance
-(MATH.md §6).
+(docs/math.md §6).
 
 - `classifier_free` (§6.1): pred(null) + w (pred(c) - pred(null)) in one batched network call,
   optionally only on a t-interval. The mixing lives in `models.mixing` (the shortcut process uses
@@ -43,7 +43,8 @@ ALPHA_FLOOR_T = 1.0 - 1e-4  # sigma^2 / alpha is evaluated at t <= this (alpha_1
 
 def score_shifted(process, pred, x, t, delta):
     """The prediction whose score is s_hat + delta: by Tweedie x_hat' = x_hat + sigma^2 / alpha
-    delta and eps' = eps - sigma delta (MATH.md §6.2; a velocity moves by u' = u - g^2/2 delta),
+    delta and eps' = eps - sigma delta (docs/math.md §6.2; a velocity moves by u' = u - g^2/2
+    delta),
     written back from the pair (x_hat', eps'), never from x_hat' alone: a flow's velocity of
     x_hat alone is (x_t - alpha x_hat) / sigma-singular at t = 0, where Heun's corrector and
     the adaptive solvers evaluate it."""
@@ -92,7 +93,7 @@ def classifier_potential(log_probs):
 
 def reward_potential(process, reward):
     """log h = r(x_hat(x_t, t)): a differentiable reward [B, ...] -> [B] at Tweedie's estimate
-    (MATH.md §6.3; a heuristic for the target p(x) exp(scale r(x)))."""
+    (docs/math.md §6.3; a heuristic for the target p(x) exp(scale r(x)))."""
 
     def log_potential(x, t, cond, pred):
         del cond
@@ -105,7 +106,7 @@ def reward_potential(process, reward):
 def measurement_potential(process, observed, known, noise_std: float):
     """log p(y | x_t) ~ log N(y; A x_hat, s^2 + r_t^2) for the linear measurement A =
     restriction to the `known` coordinates (inpainting; observed and known [B, ...]): the DPS
-    likelihood at the denoised estimate (MATH.md §6.3), with the variance widened by
+    likelihood at the denoised estimate (docs/math.md §6.3), with the variance widened by
     r_t^2 = sigma_t^2 / (alpha_t^2 + sigma_t^2), the posterior variance of x given x_t for
     unit-variance data (Song et al. 2023, PiGDM), so the pull is gentle at high noise."""
     if not noise_std > 0:
@@ -126,7 +127,7 @@ def measurement_potential(process, observed, known, noise_std: float):
 def masked_classifier(
     denoiser, process, log_classifier, scale: float, length: int, exact: bool = True
 ):
-    """Classifier guidance of a masked model (Nisonoff et al. 2024; MATH.md §6.2):
+    """Classifier guidance of a masked model (Nisonoff et al. 2024; docs/math.md §6.2):
     logits log p_theta(v | z) + gamma log p_phi(c | z^{i<-v}, t) at each masked position i, c =
     cond, from log_classifier(one-hot z [N, L, V + 1], t [N]) -> [N, C] class log-probabilities.
     exact=True evaluates the classifier on all L V single-token substitutions (L V passes per

@@ -1,11 +1,12 @@
 """Conditioning on observed parts of a sample: prompts and infilling for masked models,
-inpainting for Gaussian models (MATH.md §3.3, §3.4, §6.3).
+inpainting for Gaussian models (docs/math.md §3.3, §3.4, §6.3).
 
 `Observed(process, values, known)` is the process conditioned on `values` at the `known`
 positions ([B, ...] each, one row per sample); every sampler runs on it unchanged:
 
 - masked diffusion: the prior has the observed tokens in place (prompt positions are never
-  masked, MATH.md §3.3), and samplers never change unmasked tokens, so they are clamped and never
+  masked, docs/math.md §3.3), and samplers never change unmasked tokens, so they are clamped and
+  never
   resampled; only the free positions cost draws (first-hitting makes one call per free position).
   prompt_scale = w adds SMDM's unsupervised guidance (§3.4): logits l_u + (1 + w)(l_c - l_u), l_c
   with the prompt and l_u with the prompt masked, one network call on the doubled batch;

@@ -1,4 +1,4 @@
-"""Particle weights and resampling, all in log space (MATH.md §7.1).
+"""Particle weights and resampling, all in log space (docs/math.md §7.1).
 
 A resampling scheme maps (key, log-weights [N]) to ancestor indices a [N] with
 E[#{n : a_n = j}] = N w_j, w = softmax(log-weights): multinomial, stratified, systematic
@@ -19,7 +19,7 @@ def normalized(log_w):
 
 
 def ess(log_w):
-    """ESS = exp(2 LSE(l) - LSE(2 l)), in [1, N] (Kong et al.; MATH.md §7.1)."""
+    """ESS = exp(2 LSE(l) - LSE(2 l)), in [1, N] (Kong et al.; docs/math.md §7.1)."""
     return jnp.exp(2.0 * jax.nn.logsumexp(log_w) - jax.nn.logsumexp(2.0 * log_w))
 
 

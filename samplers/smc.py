@@ -1,4 +1,4 @@
-"""Sequential Monte Carlo around any one-evaluation sampler step (MATH.md §7.1).
+"""Sequential Monte Carlo around any one-evaluation sampler step (docs/math.md §7.1).
 
 N particles (the batch rows) move with a sampler `Step` inside the one `lax.scan` of
 `solvers.scan_grid` and carry log-weights. Each step t -> s:
@@ -42,7 +42,7 @@ OUTPUTS = ("resample", "weighted")
 
 @dataclasses.dataclass(frozen=True)
 class Potential:
-    """Log-weight increments along the reverse path (MATH.md §7.2, §7.4).
+    """Log-weight increments along the reverse path (docs/math.md §7.2, §7.4).
 
     start(x) -> memory: per-particle memory (a pytree with leading axis N) at grid[0];
     step(key, model, pred, x, t, s, memory) -> (log_g [N], memory): before the move t -> s;

@@ -29,7 +29,7 @@ def uniform_grid(steps: int, t_max: float = 1.0, t_min: float = 0.0) -> jax.Arra
 
 
 def shifted_grid(steps: int, shift: float, t_max: float = 1.0, t_min: float = 0.0) -> jax.Array:
-    """Uniform grid mapped by t' = kappa t / (1 + (kappa - 1) t) (MATH.md §2.4; SD3 shift)."""
+    """Uniform grid mapped by t' = kappa t / (1 + (kappa - 1) t) (docs/math.md §2.4; SD3 shift)."""
     t = uniform_grid(steps, t_max, t_min)
     return shift * t / (1.0 + (shift - 1.0) * t)
 
@@ -56,7 +56,7 @@ def edm_grid(
 ) -> jax.Array:
     """The EDM rho grid in sigma~ = sigma_t / alpha_t = e^(-lambda/2), clamped to the process's
     range and mapped to process time by t(sigma~) = lambda^-1(-2 log sigma~); the final sigma~ = 0
-    maps to t = 0 (MATH.md §1.5d)."""
+    maps to t = 0 (docs/math.md §1.5d)."""
     t_min = process.t_min
     lo = float(jnp.exp(-0.5 * process.log_snr(max(t_min, 1e-6))))
     hi = float(jnp.exp(-0.5 * process.log_snr(1.0))) if process.log_snr(1.0) > -jnp.inf else 1e30
@@ -166,7 +166,7 @@ def make_sampler(step: Step):
     return sampler
 
 
-# -- ODE steps (MATH.md §2.4) -----------------------------------------------------------------
+# -- ODE steps (docs/math.md §2.4) -----------------------------------------------------------------
 
 
 def euler_move(key, model, x, t, s):
@@ -185,7 +185,7 @@ def heun_move(key, model, x, t, s):
 
 def heun_edm_move(key, model, x, t, s):
     """Heun on dx~/dsigma~ = (x~ - D) / sigma~ = eps_hat in x~ = z / alpha; Euler on the final
-    step to sigma~ = 0 (Karras et al.; MATH.md §1.5d)."""
+    step to sigma~ = 0 (Karras et al.; docs/math.md §1.5d)."""
     del key
     p = model.process
     sig_t = jnp.exp(-0.5 * p.log_snr(t))
@@ -201,11 +201,11 @@ def heun_edm_move(key, model, x, t, s):
     return p.alpha(s) * jax.lax.cond(s > 0, corrector, lambda _: x_euler, None)
 
 
-# -- ancestral and stochastic steps (MATH.md §1.5a-c) ------------------------------------------
+# -- ancestral and stochastic steps (docs/math.md §1.5a-c) -----------------------------------------
 
 
 def final_or(model, s, x0, z):
-    """x_hat on the final step (s at the process's t_min), else z (MATH.md §1.5a)."""
+    """x_hat on the final step (s at the process's t_min), else z (docs/math.md §1.5a)."""
     return jnp.where(s <= model.process.t_min, x0, z)
 
 
@@ -310,7 +310,7 @@ def adaptive(
     atol: float = ADAPTIVE_TOLERANCE,
     max_steps: int = 4096,
 ):
-    """Adaptive probability-flow ODE from grid[0] to grid[-1] (MATH.md §1.5e)."""
+    """Adaptive probability-flow ODE from grid[0] to grid[-1] (docs/math.md §1.5e)."""
     k_prior, _ = jax.random.split(key)  # the same x1 as the fixed-step samplers for this key
     x1 = process.prior(k_prior, shape, grid[0])
     model = Bound(denoiser, process, cond)

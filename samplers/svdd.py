@@ -1,4 +1,4 @@
-"""SVDD: derivative-free guidance by soft value-based decoding (Li et al. 2024; MATH.md §6.4).
+"""SVDD: derivative-free guidance by soft value-based decoding (Li et al. 2024; docs/math.md §6.4).
 
 Target p(x) exp(r(x) / alpha) / Z. Each step t -> s of any stochastic sampler `Step` (DDPM,
 Euler-Maruyama, DDIM eta > 0, masked ancestral, count tau-leaping):

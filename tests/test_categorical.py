@@ -1,4 +1,4 @@
-"""Float64 categorical sampling (MATH.md §3.5, oracle M5)."""
+"""Float64 categorical sampling (docs/math.md §3.5, oracle M5)."""
 
 import jax
 import jax.numpy as jnp

@@ -1,5 +1,5 @@
 """Gaussian diffusion: schedules (G6), conversions (G1), samplers on the exact GMM (G3, G4, F5),
-and the ELBO of Gaussian data (G5). Tolerances and sample sizes are MATH.md §8.2's."""
+and the ELBO of Gaussian data (G5). Tolerances and sample sizes are docs/math.md §8.2's."""
 
 import functools
 import math
@@ -165,7 +165,7 @@ def test_other_parameterizations_sample_the_same_law(param):
 
 
 def test_ten_ddim_steps_fail_the_same_test():
-    """Negative control (MATH.md G3): DDIM with T = 10 is visibly off (KS about 0.043)."""
+    """Negative control (docs/math.md G3): DDIM with T = 10 is visibly off (KS about 0.043)."""
     x, _ = draw("ddim", 10)
     assert ks_statistic(x, GMM1) > 0.02
 
@@ -197,7 +197,7 @@ def pathwise_error(move, grid, p):
 
 
 def test_heun_edm_is_second_order():
-    """Observed (MATH.md G4): N = 64: 0.031, 128: 0.0073, 256: 0.0018."""
+    """Observed (docs/math.md G4): N = 64: 0.031, 128: 0.0073, 256: 0.0018."""
     p = process("cosine")
     err = [
         pathwise_error(
@@ -235,7 +235,7 @@ def test_elbo_of_gaussian_data_with_the_exact_denoiser():
     per_example = np.asarray(p.nelbo(exact_eps, jax.random.key(1), x)) / d
     se = per_example.std() / np.sqrt(len(per_example))
     assert abs(per_example.mean() - 1.4189394) < 3 * se, (per_example.mean(), se)
-    # the prior and reconstruction terms of MATH.md §8.1(d)
+    # the prior and reconstruction terms of docs/math.md §8.1(d)
     np.testing.assert_allclose(float(p.reconstruction(1)), -5.2310615, rtol=1e-5)
 
 
@@ -277,7 +277,8 @@ def test_elbo_training_loss_has_the_low_variance_estimator():
 
 
 def test_per_example_nelbo_of_gaussian_data_matches_quadrature():
-    """MATH.md §8.1(d): for x ~ N(0, 1) data and the exact denoiser, the expected NELBO of one x
+    """docs/math.md §8.1(d): for x ~ N(0, 1) data and the exact denoiser, the expected NELBO of one
+    x
     is prior_kl(x) + recon + 1/2 int (-lambda') (a^4 + s^2 a^2 x^2) / (a^2 + s^2)^2 dt. Pinned per
     example on a schedule with lambda(1) = -2 (so the prior KL is 0.38 nats at x = 2.5), a dropped
     prior term is many standard errors wide; the data-averaged test above cannot see it."""
@@ -309,7 +310,7 @@ def test_per_example_nelbo_of_gaussian_data_matches_quadrature():
 
 
 def test_drift_and_diffusion_match_the_closed_forms():
-    """MATH.md §1.2: VP-cosine f = lambda' sigma^2 / 2, g^2 = -sigma^2 lambda' with
+    """docs/math.md §1.2: VP-cosine f = lambda' sigma^2 / 2, g^2 = -sigma^2 lambda' with
     lambda' = -4a / sin(2(a t + b)); VP-linear f = -beta(t) / 2, g^2 = beta(t)."""
     t = jnp.linspace(0.02, 0.98, 25)
     x = jnp.ones((25, 1))
@@ -330,7 +331,7 @@ def test_drift_and_diffusion_match_the_closed_forms():
 
 @pytest.mark.parametrize("param", ["v", "eps"])
 def test_v_loss_is_the_mean_squared_velocity_error(param):
-    """loss_type 'v' = mean |v - v_hat|^2 / d with v = alpha eps - sigma x0 (MATH.md §1.4),
+    """loss_type 'v' = mean |v - v_hat|^2 / d with v = alpha eps - sigma x0 (docs/math.md §1.4),
     computed here from the denoiser's own inputs: the (1 + e^-lambda) eps-weight reproduces it
     (with e^+lambda it would not)."""
     gmm = toy.GMM

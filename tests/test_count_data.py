@@ -103,7 +103,7 @@ def test_h5ad_loader_reads_counts_labels_and_gene_names(tmp_path):
 
 
 def independent_costs(x0, x1):
-    """The three MATH.md §4.1 costs written out pair by pair (not through cost_matrix)."""
+    """The three docs/math.md §4.1 costs written out pair by pair (not through cost_matrix)."""
     out = {name: np.zeros((len(x0), len(x1))) for name in ("l1", "sqeuclidean", "poisson")}
     for i, a in enumerate(np.asarray(x0, float)):
         for j, b in enumerate(np.asarray(x1, float)):

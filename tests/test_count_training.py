@@ -1,5 +1,6 @@
 """Count flow matching trains: the rate network learns the exact marginal rates of a known law
-(MATH.md C5, second part), and a short run of the trainer on simulated cells approaches the data."""
+(docs/math.md C5, second part), and a short run of the trainer on simulated cells approaches the
+data."""
 
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Count flow matching oracles (MATH.md §4, §8.1(f), §8.2 C1-C6): the bridge, the rate-matching
+"""Count flow matching oracles (docs/math.md §4, §8.1(f), §8.2 C1-C6): the bridge, the rate-matching
 NELBO, and the tau-leaping, unit-jump and exact samplers driven by exact marginal rates."""
 
 import jax
@@ -98,7 +98,7 @@ def test_c2_exact_thinning_reproduces_negative_binomial():
     pmf = stats.nbinom(R, BETA / (BETA + 1)).pmf(np.arange(200))
     assert abs(x.mean() - 6.0) < 4 * np.sqrt(18 / 40000)
     assert abs(x.var() - 18.0) < 0.6
-    assert total_variation(x, pmf) < 0.02  # MATH: 0.0086 at 4e4 samples
+    assert total_variation(x, pmf) < 0.02  # docs/math.md: 0.0086 at 4e4 samples
     # the intermediate marginal at t = 0.6: NB(r, beta / (beta + 0.4)), mean 2.4, var 4.32
     x6, _ = run(
         discrete.exact(rate_bound=nb_bound),
@@ -133,7 +133,7 @@ def test_c2_negative_control_wrong_rates_fail():
 @pytest.mark.optimized
 def test_c2_tau_leaping_mean_exact_and_variance_converges_at_rate_1_over_k():
     process = CountFlow(source="zeros")
-    expected = {4: 13.08, 16: 16.52, 64: 17.66}  # MATH.md C2 (numpy reference)
+    expected = {4: 13.08, 16: 16.52, 64: 17.66}  # docs/math.md C2 (numpy reference)
     variances = []
     for k, var in expected.items():
         x, info = run(

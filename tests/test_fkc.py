@@ -1,4 +1,4 @@
-"""Feynman-Kac correctors on Gaussian oracles (MATH.md §7.4, §8.2 A3, A5, A6), with exact,
+"""Feynman-Kac correctors on Gaussian oracles (docs/math.md §7.4, §8.2 A3, A5, A6), with exact,
 time-dependent scores on VP-linear (annealing also on the linear flow path): the weighted
 particles reach the annealed, product and CFG targets, and the same guided SDE without weights
 (the naive sampler) visibly does not."""
@@ -107,7 +107,8 @@ def test_product_of_experts_matches_its_closed_form(eta):
 @pytest.mark.parametrize("w, eta", [(2.0, 1.0), (3.0, 1.0), (2.0, 2.0)])
 def test_cfg_target_matches_its_closed_form(w, eta):
     """A6: p(x)^(1 - w) p(x | c)^w with tau^2 = c = 1 is N(w / L, 1 / L), L = (1 - w)/2 + w:
-    N(1.333, 0.667) at w = 2 and N(1.5, 0.5) at w = 3 (MATH: observed 1.488 / 0.521). Plain CFG
+    N(1.333, 0.667) at w = 2 and N(1.5, 0.5) at w = 3 (docs/math.md: observed 1.488 / 0.521). Plain
+    CFG
     without weights is off (w = 3: about N(1.75, 0.3875) by the exact moment ODE)."""
     precision = (1 - w) / 2 + w
     mean, var = moments(run(CFG_LAWS, (w, 1 - w), eta=eta)[0])
@@ -182,7 +183,7 @@ EDGES = (-1.5, 1.25)  # mode masses of (-inf, -1.5], (-1.5, 1.25], (1.25, inf)
 
 
 def annealed_quadrature(beta):
-    """Mean, variance and mode masses of p^beta / Z for the 1-D mixture (MATH §8.1g)."""
+    """Mean, variance and mode masses of p^beta / Z for the 1-D mixture (docs/math.md §8.1g)."""
     x = np.linspace(-10, 10, 200_001)
     p = np.sum(
         GMM1.weights
@@ -216,7 +217,8 @@ def weighted_start(beta):
 @pytest.mark.optimized
 def test_annealing_the_mixture_matches_quadrature():
     """A4: p^0.5 of the standard 1-D mixture (N = 40 000, K = 250) against quadrature, which
-    reproduces MATH's values (mean 0.1035, variance 4.3987, masses 0.2342 / 0.4410 / 0.3248):
+    reproduces docs/math.md's values (mean 0.1035, variance 4.3987, masses 0.2342 / 0.4410 /
+    0.3248):
     variance within 2%, mode masses within 0.01 (observed over seeds 1-2: 0.8% / 0.2%, masses
     within 0.004). beta = 2 on this mixture is not asserted to 2%: at N = 100 000 seeds 1-3 gave
     variance -1.8% / +0.4% / -2.2%, mode masses within 0.025 and mean errors up to 0.12 (weights

@@ -1,5 +1,5 @@
 """Every Gaussian sampler on every flow path and VP schedule reproduces the 1-D mixture when driven
-by the exact, time-dependent mixture denoiser (MATH.md §8.1a; G3 / F3 thresholds), through the
+by the exact, time-dependent mixture denoiser (docs/math.md §8.1a; G3 / F3 thresholds), through the
 same `samplers.get` / `samplers.grid` that `sample.py` uses.
 
 Tolerances (N = 20000, standard 1-D GMM: mean 0.15, variance 3.8435): KS < 0.02, mode weights
@@ -109,7 +109,7 @@ def test_euler_maruyama_trajectory_follows_the_marginals(process_name):
 
 
 def test_ddpm_returns_the_denoised_mean_on_its_last_step():
-    """MATH.md §1.5(a): no noise on the final step, on a schedule whose t_min has sigma > 0."""
+    """docs/math.md §1.5(a): no noise on the final step, on a schedule whose t_min has sigma > 0."""
     p = PROCESSES["vp_linear"]
     model = solvers.Bound(oracles.exact_denoiser(GMM1, p), p)
     x = jax.numpy.linspace(-1.0, 1.0, 5)[:, None]

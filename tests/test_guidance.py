@@ -20,7 +20,7 @@ from tests.helpers import tiny_config
 
 
 def test_guidance_is_one_call_on_the_doubled_batch():
-    """MATH.md §6.1: one network call on [x; x] with labels [c; null]."""
+    """docs/math.md §6.1: one network call on [x; x] with labels [c; null]."""
     calls = []
 
     def net(x, t, cond=None, h=None):
@@ -65,7 +65,7 @@ def test_guidance_on_a_run_without_label_dropout_is_refused(tmp_path):
         draw(comp, comp.init_params, "heun", 4, 8, 0, cfg_scale=2.0)
 
 
-# -- classifier guidance with the exact classifier (MATH.md §6.2, A10) -------------------------
+# -- classifier guidance with the exact classifier (docs/math.md §6.2, A10) ------------------------
 
 GMM1 = toy.standard_mixture_1d()  # classes = components; class 2 is N(2.5, 0.4^2)
 GAUSSIAN = {
@@ -198,7 +198,7 @@ def test_guidance_interval_guides_only_inside_it():
     np.testing.assert_allclose(out[:, 0], [1.0, 3.0, 1.0])
 
 
-# -- classifier guidance for masked models (MATH.md §6.2) --------------------------------------
+# -- classifier guidance for masked models (docs/math.md §6.2) -------------------------------------
 
 
 def test_masked_classifier_guidance_exact_vs_first_order():
@@ -248,7 +248,7 @@ def test_gradient_guidance_acts_only_inside_its_interval():
 @pytest.mark.parametrize("gamma", [1.0, 2.0])
 def test_masked_classifier_guidance_tilts_by_the_classifier_to_the_power_gamma(gamma):
     """At each masked position the exact guided conditional is p(v | z) p(c | z^(i <- v))^gamma,
-    normalised (MATH.md §6.2), with a soft classifier (a step classifier's 0 / 1 probabilities
+    normalised (docs/math.md §6.2), with a soft classifier (a step classifier's 0 / 1 probabilities
     are unchanged by any power, so it cannot see gamma); unmasked positions keep their
     prediction."""
     chain, length = markov.toy_chain(), 4

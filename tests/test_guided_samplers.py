@@ -1,6 +1,7 @@
 """Every Gaussian sampler under every gradient guidance and under inpainting, on the linear flow
 (whose velocity conversions are 0/0 at t = 0 if a shifted estimate is converted back there) and
-the VP-cosine diffusion: the samples are finite and follow the guided law (MATH.md §6.2, §6.3)."""
+the VP-cosine diffusion: the samples are finite and follow the guided law (docs/math.md §6.2,
+§6.3)."""
 
 import functools
 

@@ -17,7 +17,7 @@ PROCESSES = {"flow": flow.FlowMatching(), "diffusion": continuous.GaussianDiffus
 @pytest.mark.parametrize("family", ["flow", "diffusion"])
 @pytest.mark.parametrize("gmm,dim", [(GMM1, 1), (GMM2, 2)])
 def test_exact_divergence_likelihood_matches_the_mixture(family, gmm, dim):
-    """Flow: to 1e-4 nats (MATH.md F4); diffusion (cosine): within 0.01 nats (issue 3)."""
+    """Flow: to 1e-4 nats (docs/math.md F4); diffusion (cosine): within 0.01 nats (issue 3)."""
     p = PROCESSES[family]
     x = np.asarray(gmm.sample(jax.random.key(0), 64))
     den = oracles.exact_denoiser(gmm, p)

@@ -1,4 +1,4 @@
-"""Masked diffusion against the enumerable Markov-chain toy (MATH.md §8.1e, oracles M1-M5)."""
+"""Masked diffusion against the enumerable Markov-chain toy (docs/math.md §8.1e, oracles M1-M5)."""
 
 import itertools
 import math
@@ -87,7 +87,8 @@ def test_schedule_weights_and_inverse(schedule, want):
 
 
 def test_m1_exact_elbo_is_tight():
-    """MATH M1: L_inf(x) = -log p(x) for the exact denoiser; the MATH reference values."""
+    """docs/math.md M1: L_inf(x) = -log p(x) for the exact denoiser; the docs/math.md reference
+    values."""
     for x, want in [((0, 1, 2, 2), 3.036554), ((0, 0, 0, 0), 7.600902)]:
         got = exact_continuous_nelbo(x)
         assert abs(got - want) < 2e-5
@@ -161,7 +162,7 @@ def test_m2_first_hitting_sampler_is_exact():
 
 
 def ancestral_law(steps, beta=1.0, state_logp=None):
-    """q_T by dynamic programming over the (V+1)^L partial states (MATH M3). Other token
+    """q_T by dynamic programming over the (V+1)^L partial states (docs/math.md M3). Other token
     factors exp(beta state_logp) (default: the toy's own log p(v | z)), normalised at the end,
     give the weighted law of the masked Feynman-Kac correctors."""
     logp = STATE_LOGP if state_logp is None else state_logp
@@ -298,7 +299,7 @@ def test_first_hitting_times_follow_the_schedule(schedule, mean_time):
 
 def test_cached_ancestral_sampler_keeps_the_law_at_batch_one_under_vmap():
     """The output cache engages per sequence at batch 1 (vmapped over keys): NFE < T on average
-    and the samples still follow q_T (MATH M3)."""
+    and the samples still follow q_T (docs/math.md M3)."""
     process = masked.MaskedDiffusion(V, masked.linear(), time_agnostic=True)
     steps, n = 16, 20_000
     grid = solvers.uniform_grid(steps)

@@ -1,6 +1,6 @@
 """Conditioning on observed parts (samplers.observed): masked prompts and infilling reproduce the
 exact conditional law of the Markov-chain toy, SMDM's prompt guidance matches its closed form
-(MATH.md M6), and Gaussian inpainting keeps the observation and finds the right mode."""
+(docs/math.md M6), and Gaussian inpainting keeps the observation and finds the right mode."""
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,7 @@ def test_prompts_and_infilling_sample_the_conditional_law(name):
     (TV < 0.035 at N = 20000 over 27 / 9 outcomes), given tokens never change, and first-hitting
     makes one call per free position."""
     sampler = samplers.get("masked", name)
-    grid = solvers.uniform_grid(64)  # ancestral: near-exact at T = 64 >> L (MATH.md M3)
+    grid = solvers.uniform_grid(64)  # ancestral: near-exact at T = 64 >> L (docs/math.md M3)
     for fixed, free in (((2, None, None, None), 3), ((2, None, 1, None), 2)):
         values, known = observation(N, fixed)
         obs = observe(PROCESS, values, known)
@@ -95,7 +95,7 @@ def test_prompted_draws_are_per_sample():
 
 
 def test_prompt_guidance_is_smdm_closed_form():
-    """MATH.md M6: with the prompt x^0 = 2, guided logits give p(. | c)^(1 + w) p(.)^(-w)
+    """docs/math.md M6: with the prompt x^0 = 2, guided logits give p(. | c)^(1 + w) p(.)^(-w)
     normalised per position (l_u from the prompt masked), from one call on the doubled batch."""
     values, known = observation(2, (2, None, None, None))
     obs = observe(PROCESS, values, known, prompt_scale=2.0)

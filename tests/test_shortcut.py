@@ -1,4 +1,4 @@
-"""Shortcut and MeanFlow oracles (MATH.md §5, §8.2 S1, S3, S4): the exact average velocity of a
+"""Shortcut and MeanFlow oracles (docs/math.md §5, §8.2 S1, S3, S4): the exact average velocity of a
 Gaussian under the linear path satisfies the self-consistency and MeanFlow identities, the
 implemented target constructions return it, few-step sampling with it is exact, and small
 networks trained with each objective sample the Gaussian in one step."""
@@ -23,7 +23,7 @@ S = jnp.array([0.4, 1.3])
 
 def exact_u(x, t, cond=None, h=None):
     """u(x, t, h) = c (x - (1 - t) m) - m, c = [(t + r) - S^2 (2 - t - r)] / (std_t (std_t +
-    std_r)), r = t - h: the exact average velocity, smooth at h = 0 (MATH.md 8.1(c))."""
+    std_r)), r = t - h: the exact average velocity, smooth at h = 0 (docs/math.md 8.1(c))."""
     del cond
     h = jnp.zeros_like(t) if h is None else h
     t, r = t[:, None], (t - h)[:, None]
@@ -190,7 +190,7 @@ def test_s3_trained_average_velocity_samples_the_gaussian_in_one_step(objective)
     x, _ = few_step.flow_map(
         jax.random.key(7), net, process, (8000, 2), None, grid("few_step", process, 1)
     )
-    # MATH's S3 thresholds (5%, RMSE 0.1) were not measured. At this budget (seeds 0-2) the
+    # docs/math.md's S3 thresholds (5%, RMSE 0.1) were not measured. At this budget (seeds 0-2) the
     # shortcut's one-step std of the wide coordinate comes out 4-5% low, so its std tolerance is
     # 7%. MeanFlow regresses noisy conditional-velocity targets through a JVP and converges more
     # slowly: its one-step std of the narrow coordinate comes out 12-17% low (seeds 0-1; the same
@@ -212,7 +212,7 @@ def test_s3_trained_average_velocity_samples_the_gaussian_in_one_step(objective)
 
 
 def test_classifier_free_guidance_endpoints_and_bootstrap_cfg_rows():
-    """w = 1 gives the conditional prediction, w = 0 the unconditional one (MATH A10); with
+    """w = 1 gives the conditional prediction, w = 0 the unconditional one (docs/math.md A10); with
     bootstrap_cfg only the finest-level rows get guided targets."""
     from difflab.samplers.guidance import classifier_free
 

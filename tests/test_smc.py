@@ -1,4 +1,4 @@
-"""The particle system (MATH.md §7.1; oracles A1, A2) and FK steering on the 1-D mixture
+"""The particle system (docs/math.md §7.1; oracles A1, A2) and FK steering on the 1-D mixture
 (§7.2; oracle A8, continuous), driven by the exact, time-dependent mixture denoiser."""
 
 import functools
@@ -123,7 +123,7 @@ def reward(x):
 
 
 def tilted_mixture(lam):
-    """p(x) exp(lam r(x)) / Z for the 1-D GMM (MATH.md §8.1g): (weights, means, stds), and
+    """p(x) exp(lam r(x)) / Z for the 1-D GMM (docs/math.md §8.1g): (weights, means, stds), and
     log Z = log sum_k pi_k sqrt(2 pi / lam) N(a; mu_k, s_k^2 + 1 / lam)."""
     pi, mu, s = GMM1.weights, GMM1.means[:, 0], GMM1.stds[:, 0]
     var = 1.0 / (1.0 / s**2 + lam)
@@ -157,7 +157,7 @@ def steer(lam, kind="diff", n=4096, steps=200, seed=0):
 
 @pytest.mark.parametrize("kind", steering.POTENTIALS)
 def test_fk_steering_reaches_the_tilted_mixture(kind):
-    """diff (every step): KS < 0.03 against the closed-form tilt (MATH A8: observed 0.018 at
+    """diff (every step): KS < 0.03 against the closed-form tilt (docs/math.md A8: observed 0.018 at
     N = 4096). max, add and rt (every 50 steps) reach it too, with more weight variance from
     their final correction (observed KS 0.029 / 0.069 / 0.058; without the correction 0.15 /
     0.25 / 0.24). The base mixture is far from the tilt."""
@@ -221,7 +221,7 @@ def masked_steer(lam, n=20_000, steps=16):
 
 @pytest.mark.optimized
 def test_fk_steering_tilts_the_masked_toy():
-    """The base law of 16 ancestral steps is q_16 (MATH M3), so the target is q_16 e^r / Z:
+    """The base law of 16 ancestral steps is q_16 (docs/math.md M3), so the target is q_16 e^r / Z:
     total variation within the Monte-Carlo floor (observed 0.027 at N = 20000, 0.042 at 8000),
     far from the untilted law (0.40)."""
     q = ancestral_law(16)
@@ -239,7 +239,7 @@ def test_fk_steering_tilts_the_masked_toy():
 
 def test_fk_steering_tilts_a_poisson_count_law():
     """Exact rates from delta_0 to Poisson(6) (birth rate 6, no deaths) under tau-leaping, tilted
-    by r(x) = -x: the target is Poisson(6 / e) and log Z = 6 (1/e - 1) (MATH.md §8.1f, g)."""
+    by r(x) = -x: the target is Poisson(6 / e) and log Z = 6 (1/e - 1) (docs/math.md §8.1f, g)."""
     process = CountFlow(source="zeros")
     rates = lambda x, t, cond=None: jnp.stack(
         jnp.broadcast_arrays(jnp.log(6.0), NEG * jnp.ones(x.shape)), axis=-1

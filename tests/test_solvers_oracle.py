@@ -1,4 +1,5 @@
-"""Samplers driven by the exact Gaussian-mixture velocity reproduce the mixture (MATH.md F3, G3).
+"""Samplers driven by the exact Gaussian-mixture velocity reproduce the mixture (docs/math.md F3,
+G3).
 
 Tolerances (N = 20000 samples, 1-D standard GMM: mean 0.15, variance 3.8435): KS < 0.02, each mode
 weight within 0.015 (about 3 SE), mean within 0.06 (about 4 SE), variance within 6%.
@@ -68,7 +69,7 @@ def test_samplers_reproduce_2d_mixture():
 
 
 def pathwise_error(move, steps):
-    """max |x_0 - Phi_{1->0}(x_1)| over 11 starting points in [-2.5, 2.5] (MATH.md F3)."""
+    """max |x_0 - Phi_{1->0}(x_1)| over 11 starting points in [-2.5, 2.5] (docs/math.md F3)."""
     x1 = np.linspace(-2.5, 2.5, 11)[:, None].astype(np.float32)
     exact = oracles.flow_map_1d(GMM1, PATH, x1[:, 0], 1.0, 0.0)
     model = solvers.Bound(oracles.velocity_denoiser(GMM1, PATH), PROCESS)
@@ -84,7 +85,7 @@ def pathwise_error(move, steps):
 def test_heun_is_second_order_and_euler_first_order():
     heun = [pathwise_error(solvers.heun_move, k) for k in (25, 50, 100)]
     euler = [pathwise_error(solvers.euler_move, k) for k in (100, 200, 400)]
-    # observed (MATH.md F3): Heun K=50 6.5e-4, K=100 1.6e-4; Euler K=100 0.049
+    # observed (docs/math.md F3): Heun K=50 6.5e-4, K=100 1.6e-4; Euler K=100 0.049
     assert heun[1] < 1.3e-3 and heun[2] < 3.2e-4, heun
     assert heun[0] / heun[1] > 3 and heun[1] / heun[2] > 3, heun
     assert 1.6 < euler[0] / euler[1] < 2.5 and 1.6 < euler[1] / euler[2] < 2.5, euler

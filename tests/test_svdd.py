@@ -1,4 +1,4 @@
-"""SVDD (MATH.md §6.4, A9) on the enumerable masked toy with a non-differentiable reward: with
+"""SVDD (docs/math.md §6.4, A9) on the enumerable masked toy with a non-differentiable reward: with
 exact soft values the samples approach p(x) exp(r(x) / alpha) / Z as the candidates grow, and
 SVDD-PM with alpha = 0 concentrates on the best sequences."""
 
@@ -47,7 +47,7 @@ def draw(sampler, n=4000, steps=16):
 @pytest.mark.optimized
 @pytest.mark.parametrize("alpha, tv_at_16", [(1.0, 0.08), (0.5, 0.08)])
 def test_svdd_with_exact_values_approaches_the_tilted_target(alpha, tv_at_16):
-    """TV to p e^(r / alpha) / Z is ~0.40 at M = 1 (the base law) and < 0.08 at M = 16 (MATH.md
+    """TV to p e^(r / alpha) / Z is ~0.40 at M = 1 (the base law) and < 0.08 at M = 16 (docs/math.md
     A9: 0.391 and 0.043 at N = 8000 with first-hitting proposals, alpha = 1); alpha = 0.5 tilts
     harder and needs the 1 / alpha of the selection (softmax(v) instead of softmax(v / alpha)
     samples a flatter law)."""

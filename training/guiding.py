@@ -1,5 +1,5 @@
 """Guidance of a run's sampler, as `sample.py` flags and `draw(..., guide=Guide(...))` build it
-(MATH.md §6): the CFG interval, classifier guidance with a trained noise-conditional classifier
+(docs/math.md §6): the CFG interval, classifier guidance with a trained noise-conditional classifier
 run, reward-gradient guidance, SVDD, and observations (masked prompts and infilling, Gaussian
 inpainting).
 

@@ -1,6 +1,6 @@
 """Particle sampling of a run: FK steering toward a reward, and Feynman-Kac correctors (annealing,
 the CFG target, products with other runs' models), as `sample.py --steer=...` and
-`difflab.training.sampling.draw(..., steer=Steering(...))` build them (MATH.md §7).
+`difflab.training.sampling.draw(..., steer=Steering(...))` build them (docs/math.md §7).
 
 All particles of one draw form one population with one condition (`label` on conditional runs).
 """

@@ -70,7 +70,7 @@ def check_request(config, sampler, steps, num, eta, float32: bool, cfg_scale):
 
 
 def check_experts(comp: Components, experts) -> None:
-    """Product experts share the run's data shape and forward process (MATH.md §7.4)."""
+    """Product experts share the run's data shape and forward process (docs/math.md §7.4)."""
     own = {k: v for k, v in comp.config.process.to_dict().items() if k != "label_dropout"}
     for expert, _ in experts:
         theirs = {k: v for k, v in expert.config.process.to_dict().items() if k != "label_dropout"}

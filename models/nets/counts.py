@@ -1,5 +1,5 @@
 """The count net: log-rates of births and (per-capita) deaths for every coordinate of a count
-vector, from library-size-aware log1p features, time and an optional label (MATH.md §4.3)."""
+vector, from library-size-aware log1p features, time and an optional label (docs/math.md §4.3)."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ class LabelEmbedding(nnx.Module):
 
 class Conditioning(nnx.Module):
     """Time embedding (unless use_time=False), plus an optional label embedding, plus an optional
-    step-size embedding of h = t - r (average-velocity models, MATH.md §5), as one vector.
+    step-size embedding of h = t - r (average-velocity models, docs/math.md §5), as one vector.
 
     time_scale: the top sinusoidal frequency of t and h. 1000 (DDPM's) is the default; MeanFlow
     differentiates the network in t by a JVP, and at 1000 that derivative is dominated by the
