@@ -71,6 +71,7 @@ def test_nothing_points_outside_the_repository(pattern):
     hits = [
         name
         for name in tracked_text_files()
-        if re.search(pattern, open(os.path.join(ROOT, name), encoding="utf-8").read())
+        if name != "tests/test_docs.py"
+        and re.search(pattern, open(os.path.join(ROOT, name), encoding="utf-8").read())
     ]
     assert not hits, hits
