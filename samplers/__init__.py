@@ -115,8 +115,23 @@ def smc_step(family: str, name: str, eta=None, float64: bool = True):
 
 
 def get(family: str, name: str, eta=None, float64: bool = True):
-    """The sampler `name` of model family `family` (eta: noise scale of ddim / em; float64:
-    categorical draws of discrete families in float64, the default)."""
+    """The sampler `name` of model family `family`.
+
+    Args:
+        family: "flow", "diffusion", "shortcut", "meanflow", "masked" or "counts".
+        name: one of `SAMPLERS[family]` (`described()` lists them).
+        eta: noise scale of ddim (default 0) and em (default 1); None for the others.
+        float64: categorical draws of the discrete families in float64 (the default).
+
+    Returns:
+        sampler(key, denoiser, process, shape, cond, grid) -> (x [shape], info): `denoiser(x_t
+        [B, ...], t [B], cond [B] or None)` gives the family's prediction, `shape` = (B, ...)
+        is the batch of samples, `grid` [K + 1] runs from grid[0] (the prior) down to its end
+        (`grid`); info["nfe"] counts the network calls.
+
+    Raises:
+        ValueError naming the family, sampler, eta or float32 setting it does not take.
+    """
     check(family, name, eta, float64)
     return SAMPLERS[family][name](eta, float64)
 
@@ -129,9 +144,10 @@ EDM_GRID_SAMPLERS = ("heun_edm", "em")
 
 
 def grid(name: str, process, steps: int):
-    """The time grid the sampler walks: EDM's rho grid for heun_edm and em; the process's power
-    grid if it has one (counts); otherwise uniform from 1 to the process's t_min (adaptive
-    samplers: its end points, whatever `steps`)."""
+    """The time grid [steps + 1] (float32, decreasing from 1) the sampler `name` walks on
+    `process`: EDM's rho grid for heun_edm and em; the process's power grid if it has one
+    (counts); otherwise uniform from 1 to the process's t_min (adaptive samplers: its two end
+    points, whatever `steps`)."""
     if name in ADAPTIVE:  # only the end points are used
         return solvers.uniform_grid(1, 1.0, process.t_min)
     if name in EDM_GRID_SAMPLERS:

@@ -152,7 +152,12 @@ def trajectory(step: Step, key, denoiser, process, x, cond, grid):
 
 
 def make_sampler(step: Step):
-    """A fixed-step sampler: x ~ prior at grid[0], then the shared scan over the grid."""
+    """A fixed-step sampler: x ~ prior at grid[0], then the shared scan over the grid.
+
+    Returns:
+        sampler(key, denoiser, process, shape, cond, grid) -> (x [shape], {"nfe": int}), with
+        `step.move` applied from grid[k] to grid[k + 1] for k = 0..K-1 (grid [K + 1]).
+    """
 
     def sampler(key, denoiser, process, shape, cond, grid):
         k_prior, k_loop = jax.random.split(key)

@@ -117,9 +117,21 @@ def check_finite(state, mode: str) -> int:
 
 
 def train(config, workdir: str, stop_after: int | None = None) -> dict:
-    """Train `config` in `workdir` (resuming if it holds checkpoints); returns the last eval.
+    """Train `config` in `workdir`, resuming from its latest checkpoint if it has one.
 
-    stop_after: stop (with a checkpoint) once this step is reached, as if interrupted there.
+    Args:
+        config: an ml_collections config (`configs/*.py` get_config()).
+        workdir: the run's folder (checkpoints, metrics.jsonl, config.json, plots), locked
+            against a second trainer while this one runs.
+        stop_after: stop with a checkpoint once this step is reached, as if interrupted there.
+
+    Returns:
+        The last evaluation's metrics ({} when the run made none).
+
+    Raises:
+        ValueError naming a bad config value or a workdir of another config; RuntimeError when
+        another process trains in the workdir; FloatingPointError at a non-finite step
+        (config.train.nonfinite = "stop").
     """
     mesh = mesh_lib.make_mesh()
     config_checks.check(config, mesh.size)

@@ -105,7 +105,20 @@ def load_state(workdir: str, step: int | None = None):
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:
-    """The config and EMA parameters of the latest (or given) checkpoint in `workdir`."""
+    """The config and EMA parameters of the latest (or given) checkpoint in `workdir`.
+
+    Args:
+        workdir: a folder written by `train.py` (or `training.loop.train`).
+        step: a checkpoint step (default: the latest).
+
+    Returns:
+        Run(config, components, params, step); `run.sample(...)` draws from it and
+        `run.denoiser(x [B, ...], t [B], cond)` evaluates the network.
+
+    Raises:
+        FileNotFoundError / ValueError naming the folder or step when there is no such
+        checkpoint.
+    """
     config, comp, state, step = load_state(workdir, step)
     return Run(config, comp, state["ema_params"], step)
 
