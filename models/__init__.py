@@ -23,7 +23,15 @@ def split(net: nnx.Module):
 
 
 def denoiser(graphdef, params):
-    """The pure function (xt, t, cond) -> network prediction, with `params` bound."""
+    """The pure function (xt, t, cond) -> network prediction, with `params` bound.
+
+    Args:
+        graphdef, params: `models.split(net)` of a Flax NNX network.
+
+    Returns:
+        apply(xt [B, ...], t [B] or scalar, cond [B] int or None, h [B] or None) -> prediction
+        [B, ...] in the family's parameterisation (h: the step of average-velocity networks).
+    """
 
     def apply(xt, t, cond=None, h=None):
         batch = lambda v: jax.numpy.broadcast_to(

@@ -33,7 +33,17 @@ def classifier_free(denoiser, scale: float, interval=None):
     """The guided denoiser pred(null) + w (pred(c) - pred(null)): w = 1 is the conditional model,
     w = 0 the unconditional one, w > 1 sharpens toward the class. interval = (t_lo, t_hi): w on
     t_lo <= t <= t_hi and 1 (plain conditional) elsewhere (docs/math.md §6.1). Each call is one
-    network pass on a doubled batch (`network_passes` = 2 per call)."""
+    network pass on a doubled batch (`network_passes` = 2 per call).
+
+    Args:
+        denoiser: (x [B, ...], t [B], cond [B] int, h) -> prediction [B, ...], trained with label
+            dropout (the null label -1 gives the unconditional prediction).
+        scale: w. interval: (t_lo, t_hi) or None.
+
+    Returns:
+        The guided denoiser, same signature; mixing is in the family's natural space (velocity /
+        eps / x0 / v, masked log-probabilities, count log-rates).
+    """
 
     def guided(x, t, cond=None, h=None):
         pred_c, pred_null = conditional_and_null(denoiser, x, t, cond, h)

@@ -182,9 +182,20 @@ def check(betas, eta, clamp, window):
 
 
 def fkc(betas, eta: float = 1.0, clamp=None, window=(0.0, 1.0), init=None, **smc_settings):
-    """The FKC-SMC sampler for prod_i p^(i)^beta_i; the denoiser stacks the experts'
-    predictions (`experts`, `cfg_experts`). smc_settings: scheme, ess_threshold,
-    resample_every, output (`samplers.smc.smc`)."""
+    """The FKC-SMC sampler for prod_i p^(i)^beta_i.
+
+    Args:
+        betas: the exponents beta_i, one per expert (annealing: one).
+        eta: the SDE's noise scale, at least `eta_bound(betas)` (docs/fkc_stability.md).
+        clamp, window: optional clipping of the increments and the t-window they act on.
+        init: the particles' start (default: the tempered prior N(0, sigma_1^2 / B)).
+        smc_settings: scheme, ess_threshold, resample_every, output, mesh (`samplers.smc`).
+
+    Returns:
+        sampler(key, denoiser, process, shape, cond, grid) -> (x [shape], info) whose denoiser
+        gives the experts' predictions stacked [B, E, ...] (`experts`, `cfg_experts`) or, for
+        one expert, the model's own [B, ...]; info as `samplers.smc.smc` (log_z, ess, ...).
+    """
     betas = tuple(float(b) for b in betas)
     check(betas, eta, clamp, window)
     potential = corrector_weights(betas, clamp, tuple(window))

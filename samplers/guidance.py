@@ -61,7 +61,18 @@ def gradient(denoiser, process, log_potential, scale: float, interval=None, call
     cond, pred) -> [B] (pred: the denoiser's output at (x, t), for potentials at the denoised
     estimate). interval = (t_lo, t_hi): guide only there (the plain score elsewhere). One
     network call per call (with the backward pass when log h depends on pred); `calls` counts
-    the potential's own model calls (a classifier) per call, reported as `guidance_calls`."""
+    the potential's own model calls (a classifier) per call, reported as `guidance_calls`.
+
+    Args:
+        denoiser: (x [B, ...], t [B], cond) -> prediction [B, ...] of a flow or diffusion model.
+        process: its process (flow.FlowMatching or continuous.GaussianDiffusion).
+        log_potential: (x, t, cond, pred) -> log h [B], differentiable in x
+            (`classifier_potential`, `reward_potential`, `measurement_potential`).
+        scale: the factor of grad log h.
+
+    Returns:
+        The guided denoiser, same signature and parameterisation.
+    """
 
     def guided(x, t, cond=None):
         def objective(x):

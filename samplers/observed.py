@@ -133,8 +133,22 @@ class Observed:
 
 
 def observe(process, values, known, **settings) -> Observed:
-    """`process` conditioned on `values` at `known` ([B, ...] arrays of the data's shape; a
-    clear error for mismatched shapes or families without a meaning for it)."""
+    """`process` conditioned on `values` at `known`.
+
+    Args:
+        process: a masked, flow or diffusion process.
+        values: [B, ...] tokens (masked) or data values (Gaussian families), one row per sample.
+        known: [B, ...] bool, where the values are observed.
+        settings: prompt_scale (masked: SMDM guidance w), replace (Gaussian: x_hat = y at the
+            known coordinates), measurement_scale, noise_std, measurement_interval (DPS).
+
+    Returns:
+        An `Observed` process that every sampler takes in place of `process`.
+
+    Raises:
+        ValueError for mismatched shapes, tokens outside the vocabulary, or a family (counts,
+        average-velocity) for which clamped values have no meaning.
+    """
     values, known = np.asarray(values), np.asarray(known, bool)  # checked on the host
     if values.shape != known.shape:
         raise ValueError(

@@ -129,7 +129,20 @@ def reward_potential(
     `every`-th step (steps k with (k + 1) % every == 0; the rewards are computed only there).
     max, add and rt multiply a whole reward factor in at each application, so their weights
     degenerate when applied on every one of hundreds of steps: apply them every ~20 steps, as
-    FK steering does (diff telescopes and may run on every step)."""
+    FK steering does (diff telescopes and may run on every step).
+
+    Args:
+        reward: x0 [N, ...] -> r [N] (JAX, or a host function through `host_reward`).
+        lam: lambda. kind: "diff", "max", "add" or "rt".
+        estimate: the denoised estimate the reward is taken at (Gaussian Tweedie by default;
+            `count_estimate`, `samplers.svdd.masked_estimate` for the other families).
+        reward_min: diff's starting reward m_0 (a constant). every: apply on every k-th step.
+
+    Returns:
+        A `samplers.smc.Potential` for `samplers.smc.smc`; with its final correction the
+        product of all increments is exp(lam r(x0)) on every lineage, so log Z estimates
+        log E_p[exp(lam r)].
+    """
     if kind not in POTENTIALS:
         raise ValueError(f"potential must be one of {POTENTIALS}, got {kind!r}")
     if int(every) != every or every < 1:

@@ -92,7 +92,18 @@ def svdd(step: Step, value, candidates: int = 10, alpha: float = 0.0, denoiser_v
     units of the batch: M per step, none on the last step for values that take the reward
     there, as SVDD-PM's do) and nfe (denoiser passes of the batch: one per step, plus the value
     calls when the values call the denoiser, as SVDD-PM does; denoiser_values=False for exact
-    or learned values)."""
+    or learned values).
+
+    Args:
+        step: a one-evaluation stochastic `solvers.Step` (ddpm, ddim eta > 0, em, ancestral,
+            tau-leaping).
+        value: (key, model, x [M B, ...], s) -> values [M B] (`posterior_mean_value`,
+            `network_value`, or exact soft values).
+        candidates: M. alpha: the temperature (0: argmax).
+
+    Returns:
+        sampler(key, denoiser, process, shape, cond, grid) -> (x [shape], {nfe, value_calls}).
+    """
     check(candidates, alpha)
     if step.nfe != 1:
         raise ValueError(f"SVDD shares one network evaluation per step; this step makes {step.nfe}")

@@ -52,7 +52,19 @@ class Run:
         experts are other `Run`s (products of experts under steer), classifier a classifier
         `Run` (classifier guidance, with guide=Guide(classifier_scale=...)), observed (values,
         known) rows that condition the samples (prompts, infilling, inpainting), value a value
-        `Run` (SVDD-MC, with guide=Guide(svdd=M))."""
+        `Run` (SVDD-MC, with guide=Guide(svdd=M)).
+
+        Args:
+            sampler: a sampler of the run's family (`samplers.described()`).
+            steps: grid steps (ignored by the adaptive samplers). num: samples (particles
+                under steer). seed: sample i depends only on (seed, i).
+            labels: [num] classes of a conditional run (default: the data's class mix).
+            steer: a `training.particles.Steering` or a --steer name ("anneal", "cfg", ...).
+
+        Returns:
+            x [num, *data shape] (float points / images, int tokens / counts) and info (nfe,
+            denoiser_calls, and what the sampler reports: log_z, ess, value_calls, ...).
+        """
         experts = [(e.components, e.params) for e in experts]
         classifier = None if classifier is None else (classifier.components, classifier.params)
         value = None if value is None else (value.components, value.params)
