@@ -6,9 +6,8 @@ python benchmarks/fk_steering_tokens.py --workdir runs/masked_text --reward word
     --reward_arg " the "
 
 FK steering (docs/math.md §7.2) runs a population of k particles of the ancestral sampler per
-output,
-with the 'diff' potential exp(lambda (r(x0_hat_t) - r(x0_hat_t+1))) at the denoiser's draws (the
-unmasked tokens kept) and systematic resampling at ESS < k/2, so the population targets
+output, with the 'diff' potential exp(lambda (r(x0_hat_t) - r(x0_hat_t+1))) at the denoiser's draws
+(the unmasked tokens kept) and systematic resampling at ESS < k/2, so the population targets
 p(x) exp(lambda r(x)) / Z; each output is one particle of the final (resampled) population, drawn
 uniformly, or the population's best by the reward. Its network passes per output are k plain
 samples', the same as best-of-k. Naturalness and rewards as in svdd_tokens.py (exact NLL on the

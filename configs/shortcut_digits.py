@@ -1,6 +1,5 @@
 """Class-conditional shortcut model on 8x8 digits with a DiT (docs/math.md §5.1): one network
-samples
-in 1, 2, 4, ..., 128 steps (`--sampler few_step --steps K`)."""
+samples in 1, 2, 4, ..., 128 steps (`--sampler few_step --steps K`)."""
 
 from difflab.configs.common import base, shortcut_process
 

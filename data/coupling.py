@@ -1,6 +1,5 @@
 """Minibatch optimal-transport couplings of data and source rows (docs/math.md §4.1, §2.2): the
-exact
-assignment between two equal-size batches under an L1, squared-L2 or symmetric-Poisson cost.
+exact assignment between two equal-size batches under an L1, squared-L2 or symmetric-Poisson cost.
 Used by the data pipeline (`data.counts.PairedSource`), so that training batches carry their
 paired source rows."""
 
@@ -11,8 +10,8 @@ import numpy as np
 
 def cost_matrix(x0: np.ndarray, x1: np.ndarray, cost: str) -> np.ndarray:
     """C_ij between data rows x0_i and source rows x1_j: 'l1', 'sqeuclidean', or the symmetric
-    Poisson divergence sum_d (a_d - b_d)(log a_d - log b_d), logs of (. + 1e-8) (docs/math.md
-    §4.1)."""
+    Poisson divergence sum_d (a_d - b_d)(log a_d - log b_d), logs of (. + 1e-8)
+    (docs/math.md §4.1)."""
     a = np.asarray(x0, np.float64)[:, None, :]
     b = np.asarray(x1, np.float64)[None, :, :]
     if cost == "l1":

@@ -157,8 +157,7 @@ class CountFlow:
 
     def nelbo_draw(self, denoiser, key, x0, x1=None, cond=None):
         """A one-sample estimate of int_{t_eps}^1 E sum_d KL dt (nats per example; docs/math.md
-        §4.4),
-        with antithetic t ~ U(t_eps, 1). It bounds -log p(x_0) for independent couplings."""
+        §4.4), with antithetic t ~ U(t_eps, 1). It bounds -log p(x_0) for independent couplings."""
         k_t, k_path = jax.random.split(key)
         t = self.t_eps + (1.0 - self.t_eps) * antithetic_times(k_t, x0.shape[0])
         xt = self.corrupt(k_path, x0, t, x1)

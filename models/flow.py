@@ -111,8 +111,8 @@ class FlowMatching(GaussianPath):
         return xt
 
     def target_velocity(self, x0, x1, t, z=None):
-        """u* = alpha'_t x0 + sigma'_t x1 + gamma'_t z; linear path: u* = x1 - x0 (docs/math.md
-        §2.1)."""
+        """u* = alpha'_t x0 + sigma'_t x1 + gamma'_t z; linear path: u* = x1 - x0
+        (docs/math.md §2.1)."""
         u = self.drift_target(x0, x1, t)
         if self.path.gamma is not None:
             u = u + time_derivative(self.path.gamma, expand(t, x0)) * z

@@ -186,9 +186,8 @@ class MaskedDiffusion:
     # -- reverse process ------------------------------------------------------------------------
     def posterior(self, key, zt, t, s, log_probs, float64: bool = True):
         """One ancestral move t -> s (decoupled, docs/math.md §3.3A): each masked position is
-        unmasked
-        with probability p_u(s, t) (1 on the final step to t_min) and, if so, takes a token drawn
-        from p_theta(. | z_t); unmasked positions never change."""
+        unmasked with probability p_u(s, t) (1 on the final step to t_min) and, if so, takes a token
+        drawn from p_theta(. | z_t); unmasked positions never change."""
         k_b, k_y = jax.random.split(key)
         p_u = jnp.where(s <= self.t_min, 1.0, self.schedule.unmask_prob(s, t))
         unmask = jax.random.uniform(k_b, zt.shape) < p_u

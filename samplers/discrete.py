@@ -116,8 +116,7 @@ def first_hitting(float64: bool = True):
 
 def confidence(float64: bool = True):
     """Confidence-ordered unmasking (MaskGIT; SMDM "greedy"), a biased heuristic (docs/math.md
-    §3.3C):
-    draw a candidate y^i ~ p_theta(. | z_t) at every masked position, then unmask the
+    §3.3C): draw a candidate y^i ~ p_theta(. | z_t) at every masked position, then unmask the
     k = round(n_masked p_u(s, t)) positions whose candidates are most probable (all on the final
     step)."""
 

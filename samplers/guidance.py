@@ -44,8 +44,7 @@ ALPHA_FLOOR_T = 1.0 - 1e-4  # sigma^2 / alpha is evaluated at t <= this (alpha_1
 def score_shifted(process, pred, x, t, delta):
     """The prediction whose score is s_hat + delta: by Tweedie x_hat' = x_hat + sigma^2 / alpha
     delta and eps' = eps - sigma delta (docs/math.md §6.2; a velocity moves by u' = u - g^2/2
-    delta),
-    written back from the pair (x_hat', eps'), never from x_hat' alone: a flow's velocity of
+    delta), written back from the pair (x_hat', eps'), never from x_hat' alone: a flow's velocity of
     x_hat alone is (x_t - alpha x_hat) / sigma-singular at t = 0, where Heun's corrector and
     the adaptive solvers evaluate it."""
     tt = expand(jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1]), x)

@@ -6,10 +6,9 @@ positions ([B, ...] each, one row per sample); every sampler runs on it unchange
 
 - masked diffusion: the prior has the observed tokens in place (prompt positions are never
   masked, docs/math.md §3.3), and samplers never change unmasked tokens, so they are clamped and
-  never
-  resampled; only the free positions cost draws (first-hitting makes one call per free position).
-  prompt_scale = w adds SMDM's unsupervised guidance (§3.4): logits l_u + (1 + w)(l_c - l_u), l_c
-  with the prompt and l_u with the prompt masked, one network call on the doubled batch;
+  never resampled; only the free positions cost draws (first-hitting makes one call per free
+  position). prompt_scale = w adds SMDM's unsupervised guidance (§3.4): logits l_u + (1 + w)(l_c -
+  l_u), l_c with the prompt and l_u with the prompt masked, one network call on the doubled batch;
 - Gaussian families: the prior's known coordinates are alpha_t y + sigma_t eps, and the
   denoised estimate is replaced there by y (`replace`, the x0 form of replacement inpainting: the
   known coordinates follow q(z_s | z_t, y) and end at y); measurement_scale = rho adds the DPS

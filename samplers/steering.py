@@ -1,6 +1,5 @@
 """FK steering: sample p(x0) exp(lambda r(x0)) / Z with SMC and reward potentials (docs/math.md
-§7.2;
-Singhal et al. 2025).
+§7.2; Singhal et al. 2025).
 
 Intermediate rewards are taken at the denoised estimate of each particle, from the same
 network evaluation the sampler step uses:

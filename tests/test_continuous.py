@@ -278,8 +278,7 @@ def test_elbo_training_loss_has_the_low_variance_estimator():
 
 def test_per_example_nelbo_of_gaussian_data_matches_quadrature():
     """docs/math.md §8.1(d): for x ~ N(0, 1) data and the exact denoiser, the expected NELBO of one
-    x
-    is prior_kl(x) + recon + 1/2 int (-lambda') (a^4 + s^2 a^2 x^2) / (a^2 + s^2)^2 dt. Pinned per
+    x is prior_kl(x) + recon + 1/2 int (-lambda') (a^4 + s^2 a^2 x^2) / (a^2 + s^2)^2 dt. Pinned per
     example on a schedule with lambda(1) = -2 (so the prior KL is 0.38 nats at x = 2.5), a dropped
     prior term is many standard errors wide; the data-averaged test above cannot see it."""
     from scipy import integrate

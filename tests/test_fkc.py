@@ -108,8 +108,7 @@ def test_product_of_experts_matches_its_closed_form(eta):
 def test_cfg_target_matches_its_closed_form(w, eta):
     """A6: p(x)^(1 - w) p(x | c)^w with tau^2 = c = 1 is N(w / L, 1 / L), L = (1 - w)/2 + w:
     N(1.333, 0.667) at w = 2 and N(1.5, 0.5) at w = 3 (docs/math.md: observed 1.488 / 0.521). Plain
-    CFG
-    without weights is off (w = 3: about N(1.75, 0.3875) by the exact moment ODE)."""
+    CFG without weights is off (w = 3: about N(1.75, 0.3875) by the exact moment ODE)."""
     precision = (1 - w) / 2 + w
     mean, var = moments(run(CFG_LAWS, (w, 1 - w), eta=eta)[0])
     assert abs(mean - w / precision) < 0.05 and abs(var * precision - 1) < 0.08, (mean, var)
@@ -218,11 +217,10 @@ def weighted_start(beta):
 def test_annealing_the_mixture_matches_quadrature():
     """A4: p^0.5 of the standard 1-D mixture (N = 40 000, K = 250) against quadrature, which
     reproduces docs/math.md's values (mean 0.1035, variance 4.3987, masses 0.2342 / 0.4410 /
-    0.3248):
-    variance within 2%, mode masses within 0.01 (observed over seeds 1-2: 0.8% / 0.2%, masses
-    within 0.004). beta = 2 on this mixture is not asserted to 2%: at N = 100 000 seeds 1-3 gave
-    variance -1.8% / +0.4% / -2.2%, mode masses within 0.025 and mean errors up to 0.12 (weights
-    of particles in different modes spread widely; K = 1000 was no better), so beta = 2 is
+    0.3248): variance within 2%, mode masses within 0.01 (observed over seeds 1-2: 0.8% / 0.2%,
+    masses within 0.004). beta = 2 on this mixture is not asserted to 2%: at N = 100 000 seeds 1-3
+    gave variance -1.8% / +0.4% / -2.2%, mode masses within 0.025 and mean errors up to 0.12
+    (weights of particles in different modes spread widely; K = 1000 was no better), so beta = 2 is
     checked exactly on a Gaussian (A3) instead."""
     beta, moments = 0.5, (0.1035, 4.3987, (0.2342, 0.4410, 0.3248))
     mean, var, masses = annealed_quadrature(beta)

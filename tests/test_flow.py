@@ -122,8 +122,7 @@ def test_stochastic_interpolant_is_a_gaussian_path_with_a_bounded_target():
 @pytest.mark.parametrize("a", [1.0, 2.0])
 def test_stochastic_interpolant_x1_share_is_the_regression_of_x1_on_the_noise(a):
     """x1_share(t) = sigma_t / (sigma_t^2 + gamma_t^2) = 1 / (t + a (1 - t)) (docs/math.md §2.1):
-    the
-    least-squares coefficient of x1 on x_t - alpha_t x0 = sigma_t x1 + gamma_t z, from draws."""
+    the least-squares coefficient of x1 on x_t - alpha_t x0 = sigma_t x1 + gamma_t z, from draws."""
     path = flow.stochastic_interpolant(a)
     t = jnp.array([0.1, 0.4, 0.8])
     np.testing.assert_allclose(

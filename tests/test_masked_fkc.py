@@ -1,8 +1,7 @@
 """Masked Feynman-Kac correctors on the enumerable Markov toy (docs/math.md §8.1e;
-docs/masked_fkc.md):
-annealing p^beta and a product of two differently conditioned models, by weighted particles of
-the mixed ancestral chain. Oracle: dynamic programming over the partial states gives the chain's
-weighted law exactly; it tends to p^beta as the number of steps grows."""
+docs/masked_fkc.md): annealing p^beta and a product of two differently conditioned models, by
+weighted particles of the mixed ancestral chain. Oracle: dynamic programming over the partial states
+gives the chain's weighted law exactly; it tends to p^beta as the number of steps grows."""
 
 import functools
 

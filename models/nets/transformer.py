@@ -3,8 +3,7 @@
 Tokens (the mask id included) are embedded, learned positions added, and the DiT's adaLN-zero
 blocks (models.nets.dit) run without a causal mask. Time conditioning is optional: the optimal
 masked-diffusion denoiser does not depend on t (docs/math.md §3.2), and without it the adaLN input
-is
-the label embedding alone (a learned constant when unconditional).
+is the label embedding alone (a learned constant when unconditional).
 """
 
 from __future__ import annotations
