@@ -148,7 +148,16 @@ class GaussianDiffusion(GaussianPath):
 
     def loss(self, denoiser, key, batch):
         """simple: E|eps - eps_hat|^2 / d; v: E|v - v_hat|^2 / d; elbo: the VDM NELBO in bits/dim
-        (docs/math.md §1.4), estimated with log-SNR drawn uniformly (`nelbo_draw`)."""
+        (docs/math.md §1.4), estimated with log-SNR drawn uniformly (`nelbo_draw`).
+
+        Args:
+            denoiser: (x_t [B, ...], t [B], cond [B] or None) -> the network's prediction.
+            key: a typed PRNG key (times, noise and label dropout are drawn from it).
+            batch: {"x": [B, ...] float data, "label": [B] int (optional)}.
+
+        Returns:
+            (loss, metrics): the scalar loss to minimise and a dict of scalars to log.
+        """
         x0 = batch["x"].astype(jnp.float32)
         k_t, k_eps, k_drop = jax.random.split(key, 3)
         cond = conditioning(k_drop, batch, self.label_dropout)

@@ -164,7 +164,16 @@ class CountFlow:
         return (1.0 - self.t_eps) * self.rate_kl(denoiser(xt, t, cond), x0, xt, t)
 
     def loss(self, denoiser, key, batch):
-        """The rate-matching NELBO in nats per coordinate, averaged over the batch."""
+        """The rate-matching NELBO in nats per coordinate, averaged over the batch.
+
+        Args:
+            denoiser: (x_t [B, ...], t [B], cond [B] or None) -> log-rates [B, D, 2].
+            key: a typed PRNG key (times, noise and label dropout are drawn from it).
+            batch: {"x": [B, ...] int counts [B, D], "label": [B] int (optional)}.
+
+        Returns:
+            (loss, metrics): the scalar loss to minimise and a dict of scalars to log.
+        """
         x0 = batch["x"].astype(jnp.int32)
         k_elbo, k_drop = jax.random.split(key)
         cond = conditioning(k_drop, batch, self.label_dropout)

@@ -147,7 +147,16 @@ class FlowMatching(GaussianPath):
 
     def loss(self, denoiser, key, batch):
         """L_FM = E ||pred(x_t, t) - b*||^2 / d, mean over coordinates (docs/math.md §2.2); b* = u*
-        unless the path has gamma (see `drift_target`)."""
+        unless the path has gamma (see `drift_target`).
+
+        Args:
+            denoiser: (x_t [B, ...], t [B], cond [B] or None) -> the network's prediction.
+            key: a typed PRNG key (times, noise and label dropout are drawn from it).
+            batch: {"x": [B, ...] float data, "label": [B] int (optional)}.
+
+        Returns:
+            (loss, metrics): the scalar loss to minimise and a dict of scalars to log.
+        """
         x0 = batch["x"].astype(jnp.float32)
         k_t, k_x1, k_z, k_drop = jax.random.split(key, 4)
         t = self.sample_times(k_t, x0.shape[0])

@@ -168,7 +168,16 @@ class MaskedDiffusion:
         return weight * nll + self.reconstruction(x0.shape[-1])
 
     def loss(self, denoiser, key, batch):
-        """The NELBO in bits per token, averaged over the batch (docs/math.md §3.2)."""
+        """The NELBO in bits per token, averaged over the batch (docs/math.md §3.2).
+
+        Args:
+            denoiser: (x_t [B, ...], t [B], cond [B] or None) -> logits [B, L, V].
+            key: a typed PRNG key (times, noise and label dropout are drawn from it).
+            batch: {"x": [B, ...] int tokens [B, L], "label": [B] int (optional)}.
+
+        Returns:
+            (loss, metrics): the scalar loss to minimise and a dict of scalars to log.
+        """
         x0 = batch["x"].astype(jnp.int32)
         k_elbo, k_drop = jax.random.split(key)
         cond = conditioning(k_drop, batch, self.label_dropout)
