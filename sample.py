@@ -12,7 +12,7 @@ time, split over every device (of every process with --distributed / --num_proce
 streamed to <out>/shards as they are drawn: killed and started again, it draws only what is
 missing. Sample i depends only on (--seed, i), whatever the batch size or device count. The
 sampler, eta and guidance are checked against the saved config before anything is loaded. In
-Python, `difflab.training.run.load_run(workdir)` gives the same run. Bad input ends with one line,
+Python, `difflab.sampling.runs.load_run(workdir)` gives the same run. Bad input ends with one line,
 `error: <message>`; DIFFLAB_TRACEBACK=1 shows the traceback.
 """
 
@@ -163,7 +163,7 @@ def setting_name(sampler, steps, eta, cfg_scale, float32, seed, step, steer=None
 
 def steering_setting():
     """The particle-sampling setting of the flags (None without --steer)."""
-    from difflab.training.particles import Steering
+    from difflab.sampling.particles import Steering
 
     if _STEER.value is None:
         return None
@@ -190,7 +190,7 @@ def steering_setting():
 
 def guide_setting():
     """The guidance setting of the flags."""
-    from difflab.training.guiding import Guide
+    from difflab.sampling.guides import Guide
 
     interval = None if _CFG_INTERVAL.value is None else pair("cfg_interval", _CFG_INTERVAL.value)
     return Guide(
@@ -226,12 +226,12 @@ def pair(flag: str, values) -> tuple:
 def observation(dataset, num: int):
     """(values, known) of --prompt or --observed, or None."""
     from difflab.data import files
-    from difflab.training import guiding
+    from difflab.sampling import guides
 
     if _PROMPT.value is not None and _OBSERVED.value is not None:
         raise ValueError("give --prompt or --observed, not both")
     if _PROMPT.value is not None:
-        return guiding.text_prompt(dataset, _PROMPT.value, num)
+        return guides.text_prompt(dataset, _PROMPT.value, num)
     if _OBSERVED.value is None:
         return None
     if not os.path.isfile(_OBSERVED.value):
@@ -249,16 +249,16 @@ def sample():
     import numpy as np
 
     from difflab import metrics
-    from difflab.training import guiding, particles, shards
-    from difflab.training.evaluate import show
-    from difflab.training.run import load_config, load_run
-    from difflab.training.sampling import (
+    from difflab.sampling import guides, particles, shards
+    from difflab.sampling.draw import (
         check_batch_size,
         check_request,
         draw,
         draw_chunks,
         merged_info,
     )
+    from difflab.sampling.evaluate import show
+    from difflab.sampling.runs import load_config, load_run
 
     if _DISTRIBUTED.value or _NUM_PROCESSES.value:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -285,9 +285,9 @@ def sample():
     name += "".join(f"_{p}" for p in (guide.name(), observed_name()) if p)
     out = _OUT.value or os.path.join(_WORKDIR.value, "samples", name)
     if _CLASSIFIER.value is not None:
-        guiding.check_classifier(config, load_config(_CLASSIFIER.value)[0])
+        guides.check_classifier(config, load_config(_CLASSIFIER.value)[0])
     if _VALUE.value is not None:
-        guiding.check_value(config, guide, load_config(_VALUE.value)[0])
+        guides.check_value(config, guide, load_config(_VALUE.value)[0])
 
     run = load_run(_WORKDIR.value, step)
     experts = [load_run(w) for w in _EXPERTS.value]

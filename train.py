@@ -46,10 +46,11 @@ def run(config):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
 
+    from difflab.sampling.evaluate import evaluate
     from difflab.training.loop import train
 
     workdir = _WORKDIR.value or config.workdir or os.path.join("runs", config.name)
-    train(config, workdir, stop_after=_STOP_AFTER.value)
+    train(config, workdir, stop_after=_STOP_AFTER.value, evaluate=evaluate)
 
 
 if __name__ == "__main__":

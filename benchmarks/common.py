@@ -56,7 +56,7 @@ def scored_digits(comp, params, sampler: str, steps: int, n: int, labels, ref, d
     import time
 
     from difflab.metrics import frechet
-    from difflab.training.sampling import draw
+    from difflab.sampling.draw import draw
 
     t0 = time.perf_counter()
     x, info = draw(comp, params, sampler, steps, n, seed=1, labels=labels)

@@ -55,8 +55,8 @@ def main(argv):
     from difflab import metrics
     from difflab.benchmarks.common import write_result
     from difflab.metrics.counts import KEYS
+    from difflab.sampling.runs import load_run
     from difflab.training import plots
-    from difflab.training.run import load_run
 
     out = _OUT.value or os.path.join(os.path.dirname(__file__), "results")
     kept = {}

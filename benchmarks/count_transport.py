@@ -32,7 +32,7 @@ def main(argv):
     from difflab.benchmarks.common import write_result
     from difflab.metrics.counts import KEYS, count_report
     from difflab.samplers import discrete, solvers
-    from difflab.training.run import load_run
+    from difflab.sampling.runs import load_run
 
     run = load_run(_WORKDIR.value)
     process, dataset = run.process, run.components.dataset

@@ -36,7 +36,7 @@ INPAINTING = {
 def timed_draw(comp, params, labels, **kw):
     import time
 
-    from difflab.training.sampling import draw
+    from difflab.sampling.draw import draw
 
     t0 = time.perf_counter()
     x, info = draw(comp, params, _SAMPLER.value, _STEPS.value, len(labels), 1, labels=labels, **kw)
@@ -62,9 +62,9 @@ def main(argv):
     from difflab import data, metrics
     from difflab.benchmarks.common import digit_scores, write_result
     from difflab.metrics import frechet
+    from difflab.sampling.guides import Guide
+    from difflab.sampling.runs import load_run
     from difflab.training import plots
-    from difflab.training.guiding import Guide
-    from difflab.training.run import load_run
 
     run, clf = load_run(_WORKDIR.value), load_run(_CLASSIFIER.value)
     comp, n = run.components, _NUM.value

@@ -30,7 +30,7 @@ def main(argv):
     from difflab import data
     from difflab.benchmarks.common import write_result
     from difflab.metrics import likelihood
-    from difflab.training.run import load_run
+    from difflab.sampling.runs import load_run
 
     run = load_run(_WORKDIR.value)
     held_out = data.digits(0, "test")

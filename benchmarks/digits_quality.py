@@ -51,9 +51,9 @@ def main(argv):
     from difflab import metrics
     from difflab.benchmarks.common import scored_digits, write_result
     from difflab.metrics import frechet
+    from difflab.sampling.runs import load_run
     from difflab.training import plots
     from difflab.training.logging import read_jsonl
-    from difflab.training.run import load_run
 
     run = load_run(_WORKDIR.value)
     comp, n = run.components, _NUM.value

@@ -34,8 +34,8 @@ def main(argv):
     from difflab import metrics
     from difflab.benchmarks.common import scored_digits, write_result
     from difflab.metrics import frechet
+    from difflab.sampling.runs import load_run
     from difflab.training import plots
-    from difflab.training.run import load_run
 
     n = _NUM.value
     rows, grids, data_fd = [], [], None

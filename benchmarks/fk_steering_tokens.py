@@ -17,7 +17,7 @@ Markov source; 4-gram bits per character on text). Writes fk_steering_<run>.json
 from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a masked run (default: the masked_markov run)")
-_REWARD = flags.DEFINE_string("reward", "token", "a named reward (training.rewards)")
+_REWARD = flags.DEFINE_string("reward", "token", "a named reward (data.rewards)")
 _REWARD_ARG = flags.DEFINE_string("reward_arg", "3", "its argument (token 3: the chain's rarest)")
 _SCALES = flags.DEFINE_list("scales", ["1", "4"], "lambda of exp(lambda r)")
 _PARTICLES = flags.DEFINE_list("particles", ["2", "4", "8"], "particles k per output")
@@ -32,7 +32,7 @@ def main(argv):
     import numpy as np
 
     from difflab.benchmarks.reward_tokens import best_of_n_rows, prepare, write
-    from difflab.training.particles import Steering
+    from difflab.sampling.particles import Steering
 
     run, reward_fn, row = prepare(_WORKDIR.value, _REWARD.value, _REWARD_ARG.value)
     n, steps = _NUM.value, _STEPS.value

@@ -39,7 +39,7 @@ def main(argv):
     from difflab.benchmarks.common import write_result
     from difflab.metrics.tokens import chain_statistics, sample_statistics, statistic_distances
     from difflab.samplers import masked_fkc, solvers
-    from difflab.training.run import load_run
+    from difflab.sampling.runs import load_run
 
     run = load_run(_WORKDIR.value)
     law = run.components.dataset.law

@@ -41,8 +41,8 @@ def main(argv):
     from difflab.benchmarks.common import digit_scores as scores
     from difflab.benchmarks.common import write_result
     from difflab.metrics import frechet
-    from difflab.training.run import load_run
-    from difflab.training.sampling import draw
+    from difflab.sampling.draw import draw
+    from difflab.sampling.runs import load_run
 
     run = load_run(_WORKDIR.value)
     comp, n, steps = run.components, _NUM.value, _STEPS.value
@@ -93,8 +93,8 @@ def fkc_row(run, w, particles, per_class, steps, labels, ref) -> dict:
     import numpy as np
 
     from difflab.benchmarks.common import digit_scores as scores
-    from difflab.training.particles import Steering
-    from difflab.training.sampling import draw
+    from difflab.sampling.draw import draw
+    from difflab.sampling.particles import Steering
 
     start, xs, ess, resamplings, log_z, unique = time.perf_counter(), [], [], [], [], []
     populations = -(-per_class // particles)

@@ -89,15 +89,16 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from difflab import metrics
     from difflab.benchmarks.common import write_result
+    from difflab.sampling.evaluate import evaluate
+    from difflab.sampling.runs import load_run
     from difflab.training.loop import train
-    from difflab.training.run import load_run
 
     result = {}
     workdir = _WORKDIR.value
     if _CONFIG.value is not None:
         workdir = workdir or os.path.join("runs", _CONFIG.value.name)
         t0 = time.perf_counter()
-        train(_CONFIG.value, workdir)
+        train(_CONFIG.value, workdir, evaluate=evaluate)
         result["train_wall_s_incl_compile_and_evals"] = round(time.perf_counter() - t0, 1)
     run = load_run(workdir)
     cfg = run.config

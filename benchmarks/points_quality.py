@@ -31,9 +31,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from difflab import metrics
     from difflab.benchmarks.common import write_result
+    from difflab.sampling.draw import draw
+    from difflab.sampling.evaluate import evaluate
+    from difflab.sampling.runs import load_run
     from difflab.training.loop import train
-    from difflab.training.run import load_run
-    from difflab.training.sampling import draw
 
     config = _CONFIG.value
     workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="points_quality_")
@@ -42,7 +43,7 @@ def main(argv):
             f"--workdir {workdir!r} already holds a run; this benchmark times training from scratch"
         )
     t0 = time.perf_counter()
-    final = train(config, workdir)
+    final = train(config, workdir, evaluate=evaluate)
     wall = time.perf_counter() - t0
     run = load_run(workdir)
     n = config.eval.num_samples

@@ -102,8 +102,8 @@ def prepare(workdir, reward: str, reward_arg: str):
     of samples x."""
     import numpy as np
 
-    from difflab.training import rewards
-    from difflab.training.run import load_run
+    from difflab.data import rewards
+    from difflab.sampling.runs import load_run
 
     run = load_run(workdir or default_workdir())
     reward_fn = rewards.build(reward, reward_arg, run.components.dataset)

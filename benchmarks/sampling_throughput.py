@@ -4,7 +4,7 @@ batch size swept.
 python benchmarks/sampling_throughput.py [--config shortcut_digits] [--batches 64,256,1024,4096]
 
 The config's network with its initial parameters (speed does not depend on training) is sampled
-through `training.sampling.draw_chunks`, the path of `sample.py` and `Run.sample`: one compiled
+through `sampling.draw.draw_chunks`, the path of `sample.py` and `Run.sample`: one compiled
 call per batch, split over every device, each sample drawn alone under `vmap` with the key
 fold_in(key(seed), index). For each (sampler, batch size): the compile time of the first call and
 the best of `repeats` timed calls after it, as samples/s. Beside each, the same sampler called
@@ -28,7 +28,7 @@ def timed(comp, sampler, steps, batch, repeats) -> dict:
 
     from difflab import samplers
     from difflab.benchmarks.common import first_and_best_seconds
-    from difflab.training.sampling import draw_chunks
+    from difflab.sampling.draw import draw_chunks
 
     labels = np.arange(batch) % max(comp.num_classes, 1) if comp.num_classes else None
 

@@ -58,8 +58,8 @@ def main(argv):
 
     from difflab import samplers
     from difflab.benchmarks.common import first_and_best_seconds, write_result
+    from difflab.data import rewards
     from difflab.samplers import smc, steering
-    from difflab.training import rewards
     from difflab.training.components import build
 
     config = importlib.import_module(f"difflab.configs.{_CONFIG.value}").get_config()

@@ -7,7 +7,7 @@ python benchmarks/svdd_tokens.py --workdir runs/masked_text --reward word --rewa
 Naturalness: on the Markov-chain source (`configs/masked_markov.py`; by default the notebook's
 run in runs/notebooks/ when runs/masked_markov is absent) the exact negative log-likelihood per
 token under the chain; on text, bits per character under a 4-gram model fitted on 80% of the
-training stream (metrics.tokens). Rewards are named ones (training.rewards): the count of a token,
+training stream (metrics.tokens). Rewards are named ones (data.rewards): the count of a token,
 or of a word in the decoded text (NumPy through jax.pure_callback); neither has a gradient.
 SVDD-PM values each candidate by the reward of its argmax completion. Best-of-N draws N plain
 samples per output and keeps the highest reward, with N matched to SVDD's network passes.
@@ -17,7 +17,7 @@ Writes benchmarks/results/svdd_<run>.json and .png.
 from absl import app, flags, logging
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "a masked_markov run (default: see above)")
-_REWARD = flags.DEFINE_string("reward", "token", "a named reward (training.rewards)")
+_REWARD = flags.DEFINE_string("reward", "token", "a named reward (data.rewards)")
 _REWARD_ARG = flags.DEFINE_string("reward_arg", "3", "its argument (token 3: the chain's rarest)")
 _NUM = flags.DEFINE_integer("num", 500, "outputs per setting")
 _STEPS = flags.DEFINE_integer("steps", 32, "ancestral steps")
@@ -30,7 +30,7 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     from difflab.benchmarks.reward_tokens import best_of_n_rows, plain_passes, prepare, write
-    from difflab.training.guiding import Guide
+    from difflab.sampling.guides import Guide
 
     run, reward_fn, row = prepare(_WORKDIR.value, _REWARD.value, _REWARD_ARG.value)
     n, k = _NUM.value, _STEPS.value

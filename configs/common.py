@@ -52,7 +52,7 @@ def classifier_process(noise: ml_collections.ConfigDict) -> ml_collections.Confi
 def value_process(noise: ml_collections.ConfigDict, reward: str, reward_arg: str = ""):
     """A noise-conditional value f(x_t, t) ~ E[r(x_0) | x_t] under `noise`, the forward process
     of the model whose rollouts it learns from (SVDD-MC, docs/math.md §6.4): its fields, family
-    "value", and the named reward (training.rewards)."""
+    "value", and the named reward (data.rewards)."""
     p = ml_collections.ConfigDict(noise.to_dict())
     p.noise_family = noise.family
     p.family = "value"

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from difflab.training.run import load_config, load_run
-from difflab.training.sampling import check_request
+from difflab.sampling.draw import check_request
+from difflab.sampling.runs import load_config, load_run
 from tests.helpers import run_sample, run_train, start_sample
 
 

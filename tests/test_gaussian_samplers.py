@@ -123,7 +123,7 @@ def test_adaptive_samplers_are_named_and_requested_by_tolerance():
     """tsit5 and dopri5 are samplers of their own (adaptive is Tsit5); they take no step count
     (--steps with one is refused, naming the tolerance) and walk only the grid's end points."""
     from difflab.models import flow
-    from difflab.training.sampling import check_request
+    from difflab.sampling.draw import check_request
     from tests.helpers import tiny_config
 
     process = flow.FlowMatching()

@@ -1,5 +1,5 @@
 """Classifier-free guidance as one batched network call, its NFE, and the compiled-sampler cache
-of `training.sampling.draw`."""
+of `sampling.draw.draw`."""
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +14,8 @@ from difflab.models import continuous, flow, masked
 from difflab.models.counts import NEG, CountFlow
 from difflab.samplers import discrete, guidance
 from difflab.samplers.guidance import classifier_free, network_passes
+from difflab.sampling.draw import draw
 from difflab.training.components import build
-from difflab.training.sampling import draw
 from tests.helpers import tiny_config
 
 

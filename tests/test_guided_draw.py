@@ -1,4 +1,4 @@
-"""Guidance through `training.sampling.draw` (what sample.py and Run.sample use): a classifier
+"""Guidance through `sampling.draw.draw` (what sample.py and Run.sample use): a classifier
 run guides a flow run, SVDD and reward-gradient guidance take named rewards, observations
 condition every sample, NFE counts every network and classifier pass, and settings a run cannot
 take are clear errors."""
@@ -10,9 +10,9 @@ import pytest
 
 from difflab.configs import classifier_digits
 from difflab.configs.common import classifier_process
+from difflab.sampling.draw import check_request, draw
+from difflab.sampling.guides import Guide, guided_denoiser
 from difflab.training.components import build
-from difflab.training.guiding import Guide, guided_denoiser
-from difflab.training.sampling import check_request, draw
 from tests.helpers import tiny_config
 
 

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from difflab.training.run import load_state
+from difflab.sampling.runs import load_state
 from tests.helpers import ROOT, cpu_devices_env, overrides, subprocess_env, tiny_config
 
 STEPS = 200  # ~2 s of training on CPU: kills land before, during and between saves

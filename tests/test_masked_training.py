@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from difflab.configs import masked_markov
-from difflab.training.evaluate import show
+from difflab.sampling.evaluate import evaluate, show
+from difflab.sampling.runs import load_run
 from difflab.training.loop import train
-from difflab.training.run import load_run
 from tests.helpers import run_sample, run_train
 
 
@@ -26,7 +26,7 @@ def test_training_learns_the_markov_source(tmp_path):
     c.train.ema_decay = 0.99
     c.optim.lr, c.optim.warmup_steps = 3e-3, 50
     c.eval.num_samples, c.eval.steps = 1000, 16
-    final = train(c, str(tmp_path / "run"))
+    final = train(c, str(tmp_path / "run"), evaluate=evaluate)
     losses = [
         r["loss"] for r in map(json.loads, open(tmp_path / "run" / "metrics.jsonl")) if "loss" in r
     ]

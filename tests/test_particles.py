@@ -1,4 +1,4 @@
-"""Particle sampling of a run through `training.sampling.draw` (what sample.py --steer runs): each
+"""Particle sampling of a run through `sampling.draw.draw` (what sample.py --steer runs): each
 method builds, counts its network passes, and refuses settings it cannot take, naming them."""
 
 import dataclasses
@@ -6,9 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from difflab.sampling.draw import draw
+from difflab.sampling.particles import Steering
 from difflab.training.components import build
-from difflab.training.particles import Steering
-from difflab.training.sampling import draw
 from tests.helpers import tiny_config
 from tests.test_guidance import conditional_components
 
@@ -89,8 +89,7 @@ def test_named_rewards_score_what_they_name():
     token; total sums counts."""
     import jax.numpy as jnp
 
-    from difflab.data import digits
-    from difflab.training import rewards
+    from difflab.data import digits, rewards
 
     data = digits(0, "test")
     r = np.asarray(rewards.build("class", "3", data)(jnp.asarray(data.x)))
@@ -110,7 +109,7 @@ def test_the_cfg_target_weights_the_conditional_model_by_w(tmp_path):
 
     from difflab.models.mixing import NULL_LABEL
     from difflab.samplers import fkc
-    from difflab.training import particles
+    from difflab.sampling import particles
 
     cond = conditional_components(tmp_path)
     setting = Steering("cfg", cfg_scale=3.0, label=1)
@@ -133,5 +132,5 @@ def test_steer_takes_the_names_the_cli_takes(comp):
     y, _ = draw(comp, comp.init_params, "em", 4, 16, 0, steer=Steering("anneal"))
     np.testing.assert_array_equal(x, y)
     for bad in ("annealing", 2.0):
-        with pytest.raises(ValueError, match=r"steer must be a training.particles.Steering or one"):
+        with pytest.raises(ValueError, match=r"steer must be a sampling.particles.Steering or one"):
             draw(comp, comp.init_params, "em", 4, 16, 0, steer=bad)

@@ -11,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 
+from difflab.sampling.runs import load_state
 from difflab.training import checkpoint, loop
 from difflab.training.loop import train
-from difflab.training.run import load_state
 from tests.helpers import ROOT, cpu_devices_env, subprocess_env, tiny_config
 
 

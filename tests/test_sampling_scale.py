@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from difflab.training import shards
+from difflab.sampling import shards
+from difflab.sampling.draw import draw
 from difflab.training.components import build
-from difflab.training.sampling import draw
 from tests.helpers import cpu_devices_env, run_script, tiny_config
 
 

@@ -234,8 +234,8 @@ def test_classifier_free_guidance_endpoints_and_bootstrap_cfg_rows():
 
 
 def test_cfg_scale_on_an_unconditional_run_is_refused():
+    from difflab.sampling.draw import draw
     from difflab.training.components import build
-    from difflab.training.sampling import draw
     from tests.helpers import tiny_config
 
     comp = build(tiny_config())
@@ -245,7 +245,7 @@ def test_cfg_scale_on_an_unconditional_run_is_refused():
 
 @pytest.mark.parametrize("cls", [Shortcut, MeanFlow])
 def test_every_sampler_queries_only_trained_step_sizes(cls):
-    """Through the sampling denoiser that `training.run` builds, each sampler of the family calls
+    """Through the sampling denoiser that `sampling.runs` builds, each sampler of the family calls
     the network only at steps it was trained on (Shortcut: 1/M and 2^-k; MeanFlow: any h, but
     the ODE samplers must use h = 0, its flow rows); an untrained h gives NaN here."""
     from difflab import samplers

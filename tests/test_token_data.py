@@ -7,7 +7,8 @@ import pytest
 from difflab import data
 from difflab.configs import masked_digits, masked_markov, masked_text
 from difflab.data import markov, tokens
-from difflab.training import components, evaluate
+from difflab.sampling import evaluate
+from difflab.training import components
 
 
 def data_config(**kw):

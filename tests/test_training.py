@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from difflab.configs.common import diffusion_process
+from difflab.sampling.evaluate import evaluate
+from difflab.sampling.runs import load_state
 from difflab.training.loop import train
-from difflab.training.run import load_state
 from tests.helpers import (
     ROOT,
     cpu_devices_env,
@@ -61,7 +62,7 @@ def test_training_lowers_loss_and_learns_the_mixture(tmp_path, family):
     c.model.width, c.model.depth = 64, 2
     c.train.ema_decay = 0.99
     c.eval.num_samples, c.eval.steps = 2000, 20
-    final = train(c, str(tmp_path / "run"))
+    final = train(c, str(tmp_path / "run"), evaluate=evaluate)
     losses = [
         r["loss"] for r in map(json.loads, open(tmp_path / "run" / "metrics.jsonl")) if "loss" in r
     ]

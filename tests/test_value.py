@@ -8,9 +8,9 @@ import pytest
 
 from difflab.configs import value_checkerboard
 from difflab.configs.common import flow_process, value_process
+from difflab.sampling.draw import draw
+from difflab.sampling.guides import Guide
 from difflab.training.components import build
-from difflab.training.guiding import Guide
-from difflab.training.sampling import draw
 from tests.helpers import tiny_config
 
 

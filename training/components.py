@@ -7,9 +7,8 @@ import dataclasses
 import functools
 
 from difflab import data, models, samplers
-from difflab.data import counts
+from difflab.data import counts, rewards
 from difflab.models import nets
-from difflab.training import rewards
 
 
 @dataclasses.dataclass
@@ -20,7 +19,7 @@ class Components:
     net_args: tuple  # nets.build's arguments: the initial parameters are made on first use
     process: object
     num_classes: int  # classes the network is conditioned on (0: unconditional)
-    # compiled samplers by setting (training.sampling.compiled_sampler)
+    # compiled samplers by setting (sampling.draw.compiled_sampler)
     compiled: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @functools.cached_property

@@ -19,7 +19,6 @@ from difflab import data
 from difflab.training import checkpoint, config_checks, lock, plots
 from difflab.training import mesh as mesh_lib
 from difflab.training.components import build
-from difflab.training.evaluate import evaluate
 from difflab.training.logging import MetricWriter
 from difflab.training.state import init_state, learning_rate, make_optimizer
 from difflab.training.step import compile_step, train_step
@@ -116,7 +115,7 @@ def check_finite(state, mode: str) -> int:
     return bad
 
 
-def train(config, workdir: str, stop_after: int | None = None) -> dict:
+def train(config, workdir: str, stop_after: int | None = None, evaluate=None) -> dict:
     """Train `config` in `workdir`, resuming from its latest checkpoint if it has one.
 
     Args:
@@ -124,6 +123,11 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
         workdir: the run's folder (checkpoints, metrics.jsonl, config.json, plots), locked
             against a second trainer while this one runs.
         stop_after: stop with a checkpoint once this step is reached, as if interrupted there.
+        evaluate: (components, EMA params, step, workdir) -> metrics, run every
+            config.train.eval_every steps and at the end (train.py passes
+            `difflab.sampling.evaluate.evaluate`: samples, metrics, figures); None: no
+            evaluation (the loss curve is still drawn then). Training never imports the
+            sampling side itself.
 
     Returns:
         The last evaluation's metrics ({} when the run made none).
@@ -139,10 +143,10 @@ def train(config, workdir: str, stop_after: int | None = None) -> dict:
     comp = build(config)  # data checks run before the workdir exists
     os.makedirs(workdir, exist_ok=True)
     with lock.held(workdir) if lead else contextlib.nullcontext():
-        return train_in(config, workdir, comp, mesh, stop_after)
+        return train_in(config, workdir, comp, mesh, stop_after, evaluate)
 
 
-def train_in(config, workdir: str, comp, mesh, stop_after: int | None) -> dict:
+def train_in(config, workdir: str, comp, mesh, stop_after: int | None, evaluate=None) -> dict:
     """The body of `train`, run while this process holds the workdir."""
     tc = config.train
     lead = jax.process_index() == 0
@@ -220,10 +224,11 @@ def train_in(config, workdir: str, comp, mesh, stop_after: int | None) -> dict:
                 check_finite(state, tc.nonfinite)
                 checkpoint.save(mgr, step, state, config)
             if evaluates(tc, step):
-                if lead:
+                if lead and evaluate is not None:
                     bar.write(f"evaluating step {step}: {evaluation_plan(config)}")
                     last = evaluate(comp, mesh_lib.to_host(state["ema_params"]), step, workdir)
                     writer.write(step, last)
+                if lead:
                     plots.loss_curve(writer.records(), os.path.join(workdir, "loss.png"))
                 t_log = time.perf_counter()
     bar.close()

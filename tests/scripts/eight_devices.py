@@ -17,8 +17,8 @@ from difflab import samplers  # noqa: E402
 from difflab.configs import masked_markov  # noqa: E402
 from difflab.metrics import oracles  # noqa: E402
 from difflab.samplers import fkc, smc, solvers, steering  # noqa: E402
+from difflab.sampling import draw as drawing  # noqa: E402
 from difflab.training import mesh as mesh_lib  # noqa: E402
-from difflab.training import sampling  # noqa: E402
 from difflab.training.components import build  # noqa: E402
 from tests.helpers import tiny_config  # noqa: E402
 from tests.test_smc import DDPM, GMM1, VP, reward  # noqa: E402
@@ -76,15 +76,15 @@ masked_config.model.width, masked_config.model.depth = 32, 1
 masked = build(masked_config)
 CASES = [("flow_em", flow, "em", 1000), ("masked", masked, "ancestral", 99)]
 for name, comp, sampler, num in CASES:
-    one, _ = sampling.draw(comp, comp.init_params, sampler, 4, num, 7, devices=jax.devices()[:1])
-    eight, _ = sampling.draw(comp, comp.init_params, sampler, 4, num, 7, devices=jax.devices())
+    one, _ = drawing.draw(comp, comp.init_params, sampler, 4, num, 7, devices=jax.devices()[:1])
+    eight, _ = drawing.draw(comp, comp.init_params, sampler, 4, num, 7, devices=jax.devices())
     out[name] = {
         "max_abs_diff": float(np.max(np.abs(one.astype(float) - eight.astype(float)))),
         "differing": float(np.mean(one != eight)),
     }
 # the compiled call's output lies on all 8 devices (the masked model's 99 rows are padded to 104)
-mesh = sampling.sampling_mesh(jax.devices())
-run = sampling.compiled_sampler(flow, "em", 4, 1000, None, True, None, mesh=mesh)
+mesh = drawing.sampling_mesh(jax.devices())
+run = drawing.compiled_sampler(flow, "em", 4, 1000, None, True, None, mesh=mesh)
 split, whole = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
 x, _ = run(
     jax.random.key(7),

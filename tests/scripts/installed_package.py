@@ -7,7 +7,7 @@ import os
 import sys
 
 SUBPACKAGES = ("benchmarks", "configs", "data", "metrics", "models", "models.nets", "samplers",
-               "training")  # fmt: skip
+               "sampling", "training")  # fmt: skip
 
 
 def main():
@@ -21,7 +21,7 @@ def main():
         module = importlib.import_module(f"difflab.{name}")
         if not os.path.abspath(module.__file__).startswith(where):
             sys.exit(f"difflab.{name} comes from {module.__file__}, outside {where}")
-    importlib.import_module("difflab.training.run")
+    importlib.import_module("difflab.sampling.runs")
     importlib.import_module("difflab.configs.flow_checkerboard")
 
     import jax

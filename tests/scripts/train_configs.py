@@ -13,6 +13,7 @@ sys.path.insert(0, ".")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from difflab.sampling.evaluate import evaluate  # noqa: E402
 from difflab.training.loop import train  # noqa: E402
 from tests.test_configs import shrunk  # noqa: E402
 
@@ -34,7 +35,7 @@ for path in sys.argv[1:]:
             c = shrunk(path)
             if c.data.name == "image_folder":
                 c.data.path = image_folder(os.path.join(tmp, "images"))
-            last = train(c, os.path.join(tmp, "run"))
+            last = train(c, os.path.join(tmp, "run"), evaluate=evaluate)
             finite = bool(last) and all(
                 np.isfinite(v) for v in last.values() if isinstance(v, float)
             )

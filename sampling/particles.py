@@ -1,6 +1,6 @@
 """Particle sampling of a run: FK steering toward a reward, and Feynman-Kac correctors (annealing,
 the CFG target, products with other runs' models), as `sample.py --steer=...` and
-`difflab.training.sampling.draw(..., steer=Steering(...))` build them (docs/math.md §7).
+`difflab.sampling.draw.draw(..., steer=Steering(...))` build them (docs/math.md §7).
 
 All particles of one draw form one population with one condition (`label` on conditional runs).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 
 from difflab import samplers
+from difflab.data import rewards
 from difflab.samplers import fkc, masked_fkc, smc, steering
-from difflab.training import rewards
 
 METHODS = ("reward", "anneal", "cfg", "product")
 GAUSSIAN = ("flow", "diffusion")
@@ -55,7 +55,7 @@ def named(steer, cfg_scale=None) -> tuple:
         return steer, cfg_scale
     if not isinstance(steer, str) or steer not in METHODS:
         raise ValueError(
-            f"steer must be a training.particles.Steering or one of the names {METHODS}, got "
+            f"steer must be a sampling.particles.Steering or one of the names {METHODS}, got "
             f"{steer!r}"
         )
     if steer == "cfg":

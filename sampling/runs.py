@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from difflab.sampling.draw import draw
 from difflab.training import checkpoint
 from difflab.training.components import Components, build
-from difflab.training.sampling import draw
 
 
 @dataclasses.dataclass
@@ -48,7 +48,7 @@ class Run:
         observed=None,
         value=None,
     ):
-        """(samples, info) as numpy arrays: `training.sampling.draw` with this run's parameters;
+        """(samples, info) as numpy arrays: `sampling.draw.draw` with this run's parameters;
         experts are other `Run`s (products of experts under steer), classifier a classifier
         `Run` (classifier guidance, with guide=Guide(classifier_scale=...)), observed (values,
         known) rows that condition the samples (prompts, infilling, inpainting), value a value
@@ -59,7 +59,7 @@ class Run:
             steps: grid steps (ignored by the adaptive samplers). num: samples (particles
                 under steer). seed: sample i depends only on (seed, i).
             labels: [num] classes of a conditional run (default: the data's class mix).
-            steer: a `training.particles.Steering` or a --steer name ("anneal", "cfg", ...).
+            steer: a `sampling.particles.Steering` or a --steer name ("anneal", "cfg", ...).
 
         Returns:
             x [num, *data shape] (float points / images, int tokens / counts) and info (nfe,
@@ -138,13 +138,14 @@ def load_run(workdir: str, step: int | None = None) -> Run:
 def load_or_train(config, workdir: str) -> Run:
     """The run in `workdir`: loaded if it holds a checkpoint (whatever its config), otherwise
     trained there from `config` first (notebooks: a small model in seconds, or a saved one)."""
+    from difflab.sampling.evaluate import evaluate
     from difflab.training.loop import train
 
     if not (
         os.path.isdir(checkpoint.checkpoint_dir(workdir))
         and os.listdir(checkpoint.checkpoint_dir(workdir))
     ):
-        train(config, workdir)
+        train(config, workdir, evaluate=evaluate)
     return load_run(workdir)
 
 

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 
 from difflab import data, metrics
+from difflab.sampling.draw import draw
 from difflab.training import plots
 from difflab.training.components import Components
-from difflab.training.sampling import draw
 
 
 def evaluate(

@@ -12,11 +12,12 @@ import tqdm
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from difflab import samplers
+from difflab.data import rewards
 from difflab.samplers import independent, solvers
-from difflab.training import guiding, particles, rewards
+from difflab.sampling import guides, particles
+from difflab.sampling.shards import chunk_ranges
 from difflab.training.components import Components
 from difflab.training.mesh import gather, make_mesh, place
-from difflab.training.shards import chunk_ranges
 
 
 def check_guidance_config(config, cfg_scale) -> None:
@@ -94,7 +95,7 @@ def compiled_sampler(
     experts=(),
     mesh: Mesh | None = None,
     per_sample: bool = True,
-    guide: guiding.Guide | None = None,
+    guide: guides.Guide | None = None,
     classifier=None,
     observed: bool = False,
     value=None,
@@ -104,10 +105,10 @@ def compiled_sampler(
     components. Without `steer` and with per_sample each sample is drawn alone from key
     fold_in(key, index) (`samplers.independent`) and info has one entry per sample; otherwise the
     `rows` samples (particles) are one batch drawn from fold_in(key, indices[0]) (steer: from
-    `key`). guide: guidance (`training.guiding`), classifier and value: the Components of a
+    `key`). guide: guidance (`sampling.guides`), classifier and value: the Components of a
     classifier run and a value run (helper_params: their parameters, or None), observed: the
     call takes (values, known) rows."""
-    guide = guide or guiding.Guide()
+    guide = guide or guides.Guide()
     devices = () if mesh is None else tuple(d.id for d in mesh.devices.flat)
     # the particles' label is an argument of the call (cond), not part of the compiled setting
     unlabelled = None if steer is None else dataclasses.replace(steer, label=None)
@@ -132,11 +133,11 @@ def compiled_sampler(
         def run(key, indices, params, cond, expert_params, helper_params, observation):
             clf_params, value_params = helper_params or (None, None)
             clf = None if classifier is None else (classifier, clf_params)
-            denoiser = guiding.guided_denoiser(comp, guide, comp.denoiser(params), cfg_scale, clf)
-            process = guiding.guided_process(comp, guide, observation)
+            denoiser = guides.guided_denoiser(comp, guide, comp.denoiser(params), cfg_scale, clf)
+            process = guides.guided_process(comp, guide, observation)
             if steer is None:
                 values = None if value is None else (value, value_params)
-                sampler = guiding.guided_sampler(comp, guide, sampler_name, eta, float64, values)
+                sampler = guides.guided_sampler(comp, guide, sampler_name, eta, float64, values)
                 if per_sample:
                     keys = independent.sample_keys(key, indices)
                     sampler = independent.independent(sampler)
@@ -151,8 +152,8 @@ def compiled_sampler(
                 x, info = sampler(key, denoiser, process, shape, cond, grid)
             # nfe: network passes of the whole batch; denoiser_calls: sampler steps that call it;
             # classifier_calls: classifier passes of the whole batch (on each copy of it)
-            passes = guiding.passes(process, denoiser)
-            calls = getattr(denoiser, "guidance_calls", 0) * guiding.batch_copies(process)
+            passes = guides.passes(process, denoiser)
+            calls = getattr(denoiser, "guidance_calls", 0) * guides.batch_copies(process)
             info = {**info, "nfe": info["nfe"] * passes, "denoiser_calls": info["nfe"]}
             return x, info | ({"classifier_calls": info["denoiser_calls"] * calls} if calls else {})
 
@@ -199,7 +200,7 @@ def draw_chunks(
     devices=None,
     progress: bool = False,
     per_sample: bool = True,
-    guide: guiding.Guide | None = None,
+    guide: guides.Guide | None = None,
     classifier=None,
     observed=None,
     value=None,
@@ -212,14 +213,14 @@ def draw_chunks(
     steer, cfg_scale = particles.named(steer, cfg_scale)
     samplers.check(comp.config.process.family, sampler_name, eta, float64)
     check_guidance_config(comp.config, cfg_scale)
-    guide = guide or guiding.Guide()
+    guide = guide or guides.Guide()
     if value is not None:  # SVDD-MC: the candidates are valued by the value run
         guide = dataclasses.replace(guide, learned_values=True)
     classifier_config = None if classifier is None else classifier[0].config
     if observed is not None:
-        observed = guiding.checked_observation(comp, *observed, num)
-    guiding.check(comp.config, guide, sampler_name, eta, cfg_scale, classifier_config, observed)
-    guiding.check_value(comp.config, guide, None if value is None else value[0].config)
+        observed = guides.checked_observation(comp, *observed, num)
+    guides.check(comp.config, guide, sampler_name, eta, cfg_scale, classifier_config, observed)
+    guides.check_value(comp.config, guide, None if value is None else value[0].config)
     if guide.classifier_scale and labels is None:
         labels = np.arange(num) % classifier[0].num_classes
     rows = check_batch_size(batch_size, num, steer)
@@ -308,7 +309,7 @@ def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed
     label steer.label), experts: (Components, params) of the other models of a product;
     batch_size: samples per compiled call; devices: the devices each batch is split over.
     Sample i depends only on (seed, i); per_sample=False draws the batch from one key instead (a
-    faster compile, for evaluation during training). guide: a `training.guiding.Guide`
+    faster compile, for evaluation during training). guide: a `sampling.guides.Guide`
     (CFG interval, classifier / reward-gradient guidance, SVDD, prompt and measurement
     guidance); classifier / value: (Components, params) of a classifier run / of a value run
     (SVDD-MC values); observed: (values, known)

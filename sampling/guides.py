@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from difflab import samplers
+from difflab.data import rewards
 from difflab.models.mixing import NULL_LABEL
 from difflab.samplers import guidance, svdd
 from difflab.samplers.observed import Observed, observe
-from difflab.training import rewards
 
 GAUSSIAN = ("flow", "diffusion")
 CLASSIFIER_GUIDED = (*GAUSSIAN, "masked")
@@ -32,7 +32,7 @@ class Guide:
     cfg_interval: tuple | None = None  # (t_lo, t_hi) of the CFG scale; 1 outside
     classifier_scale: float = 0.0  # gamma of grad log p_phi(c | x_t, t) (a classifier run)
     classifier_exact: bool = True  # masked: the exact tilted denoiser (else first order)
-    reward: str = ""  # the reward of reward_scale and svdd (training.rewards)
+    reward: str = ""  # the reward of reward_scale and svdd (data.rewards)
     reward_arg: str = ""
     reward_scale: float = 0.0  # rho of grad r(x_hat(x_t, t)) (Gaussian families)
     svdd: int = 0  # SVDD candidates per step (0: off)
