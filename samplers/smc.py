@@ -223,7 +223,20 @@ def smc(
     so resampling moves particles between devices and the result is one device's: the same
     ancestors, resampling steps and log Z; samples bit-identical for FK steering's DDPM steps
     and within float32 rounding for FKC's (8 virtual devices: max |diff| 1.7e-5 after 40
-    steps, tests/scripts/eight_devices.py)."""
+    steps, tests/scripts/eight_devices.py).
+
+    Args:
+        step: a one-evaluation stochastic `solvers.Step` (the particles' proposal).
+        potential: the log-weight increments (`steering.reward_potential`,
+            `fkc.corrector_weights`, `masked_fkc.unmasking_weights`, or your own `Potential`).
+        scheme: "systematic", "stratified", "multinomial" or "residual".
+        output: "resample" (unweighted samples) or "weighted" (with info["log_weights"]).
+
+    Returns:
+        sampler(key, denoiser, process, shape, cond, grid) -> (x [shape], info): shape[0] = N
+        particles; info: nfe, ess [K], resampled [K], unique_ancestors [K], resamplings,
+        log_weights [N], log_z.
+    """
     check_settings(scheme, ess_threshold, resample_every, output)
     kernel = build_kernel(step, potential, scheme, ess_threshold, resample_every, init, mesh)
 

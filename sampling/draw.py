@@ -315,7 +315,21 @@ def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed
     (SVDD-MC values); observed: (values, known)
     rows (cycled over the samples) that condition every sample (prompts, infilling,
     inpainting). info["nfe"] counts network passes (a CFG call is two), info["denoiser_calls"]
-    the calls, info["classifier_calls"] the classifier's passes."""
+    the calls, info["classifier_calls"] the classifier's passes.
+
+    Args:
+        comp: a run's `Components` (`sampling.runs.load_run(...).components`).
+        params: its network parameters (the EMA ones of a checkpoint).
+        sampler_name: a sampler of the family (`samplers.described()`); steps: grid steps
+            (None for the adaptive samplers); num: samples (particles under steer); seed.
+
+    Returns:
+        (x [num, *data shape] numpy, info dict of numpy values): nfe, denoiser_calls, and what
+        the sampler reports (log_z, ess, resamplings under steer; value_calls under SVDD).
+
+    Raises:
+        ValueError naming the setting the run cannot take, before anything is compiled.
+    """
     parts = list(draw_chunks(comp, params, sampler_name, steps, num, seed, **kw))
     x = np.concatenate([p[2] for p in parts])
     batched = kw.get("steer") is not None or not kw.get("per_sample", True)
