@@ -148,16 +148,9 @@ class GaussianDiffusion(GaussianPath):
 
     def loss(self, denoiser, key, batch):
         """simple: E|eps - eps_hat|^2 / d; v: E|v - v_hat|^2 / d; elbo: the VDM NELBO in bits/dim
-        (docs/math.md §1.4), estimated with log-SNR drawn uniformly (`nelbo_draw`).
-
-        Args:
-            denoiser: (x_t [B, ...], t [B], cond [B] or None) -> the network's prediction.
-            key: a typed PRNG key (times, noise and label dropout are drawn from it).
-            batch: {"x": [B, ...] float data, "label": [B] int (optional)}.
-
-        Returns:
-            (loss, metrics): the scalar loss to minimise and a dict of scalars to log.
-        """
+        (docs/math.md §1.4), estimated with log-SNR drawn uniformly (`nelbo_draw`). Arguments and
+        returns as `models.flow.FlowMatching.loss`: (loss, metrics) of a float batch {"x": [B, ...],
+        "label": [B] (optional)}."""
         x0 = batch["x"].astype(jnp.float32)
         k_t, k_eps, k_drop = jax.random.split(key, 3)
         cond = conditioning(k_drop, batch, self.label_dropout)
