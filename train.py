@@ -20,10 +20,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "flow_checkerboard.py")
 _CONFIG = cli.define_config(DEFAULT_CONFIG)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run directory (default: runs/<config.name>)")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize()")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processes")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process's index")
+_DISTRIBUTED = cli.define_distributed_flags()
 _STOP_AFTER = flags.DEFINE_integer(
     "stop_after", None, "stop with a checkpoint once this step is reached (as if preempted)"
 )
@@ -39,13 +36,7 @@ def main(argv):
 
 
 def run(config):
-    import jax
-
-    if _DISTRIBUTED.value or _NUM_PROCESSES.value:
-        # CPU collectives between processes (tests, CPU clusters); GPU/TPU use their own.
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-
+    cli.initialize_distributed(_DISTRIBUTED)
     from difflab.sampling.evaluate import evaluate
     from difflab.training.loop import train
 

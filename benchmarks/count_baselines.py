@@ -71,7 +71,7 @@ def main(argv):
         run = load_run(os.path.join(_RUNS.value, name))
         dataset = run.components.dataset
         t0 = time.perf_counter()
-        x, info = run.sample(sampler, steps, num=_NUM.value, seed=0)
+        x, info = run.sample(sampler, steps=steps, num_samples=_NUM.value, seed=0)
         seconds = time.perf_counter() - t0
         report = metrics.report(x, dataset, n=_NUM.value, seed=0)
         counts = dataset.to_counts(x) if hasattr(dataset, "to_counts") else x

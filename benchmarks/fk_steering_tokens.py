@@ -32,7 +32,6 @@ def main(argv):
     import numpy as np
 
     from difflab.benchmarks.reward_tokens import best_of_n_rows, prepare, write
-    from difflab.sampling.particles import Steering
 
     run, reward_fn, row = prepare(_WORKDIR.value, _REWARD.value, _REWARD_ARG.value)
     n, steps = _NUM.value, _STEPS.value
@@ -41,10 +40,11 @@ def main(argv):
     rng = np.random.default_rng(0)
     for scale in [float(s) for s in _SCALES.value]:
         for k in counts:
-            steer = Steering("reward", _REWARD.value, _REWARD_ARG.value, scale=scale)
+            steer = dict(steer="reward", reward=_REWARD.value, reward_arg=_REWARD_ARG.value)
+            steer |= dict(reward_scale=scale, steps=steps, num_samples=k)
             picked, best, min_ess, nfe = [], [], [], 0.0
             for i in range(n):
-                x, info = run.sample("ancestral", steps=steps, num=k, seed=1000 + i, steer=steer)
+                x, info = run.sample("ancestral", seed=1000 + i, **steer)
                 r = np.asarray(reward_fn(x))
                 picked.append(x[rng.integers(k)])
                 best.append(x[np.argmax(r)])

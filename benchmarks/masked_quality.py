@@ -114,7 +114,10 @@ def main(argv):
         sampler, steps = part.split(":")
         for float64 in (True, False):
             t0 = time.perf_counter()
-            x, info = run.sample(sampler, int(steps), n, cfg.eval.seed, labels, float64=float64)
+            x, info = run.sample(
+                sampler, steps=int(steps), num_samples=n, seed=cfg.eval.seed, labels=labels,
+                categorical_float32=not float64,
+            )  # fmt: skip
             wall = time.perf_counter() - t0
             q = metrics.report(x, run.components.dataset, n=n, seed=cfg.eval.seed)
             rows.append(

@@ -19,7 +19,7 @@ def default_workdir() -> str:
 
 def plain_passes(run, steps: int) -> float:
     """Network passes of one plain ancestral sample (first-hitting caches skip some)."""
-    _, info = run.sample("ancestral", steps=steps, num=8, seed=0)
+    _, info = run.sample("ancestral", steps=steps, num_samples=8, seed=0)
     return float(info["nfe"])
 
 
@@ -29,7 +29,7 @@ def best_of_n_rows(run, steps: int, n: int, counts, reward_fn, row) -> list:
     import numpy as np
 
     per_sample, length = plain_passes(run, steps), run.components.dataset.shape[0]
-    plain, _ = run.sample("ancestral", steps=steps, num=n * max(counts), seed=0)
+    plain, _ = run.sample("ancestral", steps=steps, num_samples=n * max(counts), seed=0)
     rows = [row("plain", plain[:n], per_sample)]
     for best_n in counts:
         groups = plain[: n * best_n].reshape(n, best_n, length)

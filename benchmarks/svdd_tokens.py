@@ -30,17 +30,15 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     from difflab.benchmarks.reward_tokens import best_of_n_rows, plain_passes, prepare, write
-    from difflab.sampling.guides import Guide
 
     run, reward_fn, row = prepare(_WORKDIR.value, _REWARD.value, _REWARD_ARG.value)
     n, k = _NUM.value, _STEPS.value
     svdd_rows = []
     for m in CANDIDATES:
         for alpha in ALPHAS:
-            guide = Guide(
-                svdd=m, svdd_alpha=alpha, reward=_REWARD.value, reward_arg=_REWARD_ARG.value
-            )
-            x, info = run.sample("ancestral", steps=k, num=n, seed=1, guide=guide)
+            guide = dict(svdd=m, svdd_alpha=alpha, reward=_REWARD.value)
+            guide |= dict(reward_arg=_REWARD_ARG.value)
+            x, info = run.sample("ancestral", steps=k, num_samples=n, seed=1, **guide)
             svdd_rows.append(row("svdd_pm", x, float(info["nfe"]), candidates=m, alpha=alpha))
     # best-of-N at (about) the same network passes: N plain samples per output
     per_sample = plain_passes(run, k)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from difflab.sampling.draw import draw
+from difflab.sampling import shards
+from difflab.sampling.draw import check_batch_size, draw, draw_chunks, merged_info
+from difflab.sampling.request import Request
 from difflab.training import checkpoint
 from difflab.training.components import Components, build
 
@@ -29,51 +31,127 @@ class Run:
         return self.components.process
 
     def sample(
-        self,
-        sampler="heun",
-        steps=50,
-        num=1000,
-        seed=0,
-        labels=None,
-        eta=None,
-        float64=True,
-        cfg_scale=None,
-        steer=None,
-        experts=(),
-        batch_size=None,
-        devices=None,
-        progress=False,
-        guide=None,
-        classifier=None,
-        observed=None,
-        value=None,
-    ):
-        """(samples, info) as numpy arrays: `sampling.draw.draw` with this run's parameters;
-        experts are other `Run`s (products of experts under steer), classifier a classifier
-        `Run` (classifier guidance, with guide=Guide(classifier_scale=...)), observed (values,
-        known) rows that condition the samples (prompts, infilling, inpainting), value a value
-        `Run` (SVDD-MC, with guide=Guide(svdd=M)).
+        self, request: Request | str | None = None, /, *, labels=None, devices=None,
+        progress=False, **names,
+    ):  # fmt: skip
+        """(samples, info) as numpy arrays: the job `request` (a `sampling.request.Request`, or
+        a sampler name with the rest of the Request's fields as keywords, as sample.py's flags
+        name them) drawn with this run's parameters by `sampling.draw.draw`.
 
         Args:
-            sampler: a sampler of the run's family (`samplers.described()`).
-            steps: grid steps (ignored by the adaptive samplers). num: samples (particles
-                under steer). seed: sample i depends only on (seed, i).
-            labels: [num] classes of a conditional run (default: the data's class mix).
-            steer: a `sampling.particles.Steering` or a --steer name ("anneal", "cfg", ...).
+            request: a Request, or the sampler's name (`samplers.described()`); names: the
+                Request's fields (steps, num_samples, seed, eta, cfg_scale, steer, ...): the
+                run's eval settings fill those left out. classifier / value / experts take
+                workdirs or loaded `Run`s; observed a .npz path or (values, known) arrays.
+            labels: [num_samples] classes of a conditional run (default: the data's class mix;
+                the particles of `steer` share `label`). devices: the devices each batch is
+                split over (default: this process's). progress: a progress bar.
 
         Returns:
-            x [num, *data shape] (float points / images, int tokens / counts) and info (nfe,
-            denoiser_calls, and what the sampler reports: log_z, ess, value_calls, ...).
+            x [num_samples, *data shape] (float points / images, int tokens / counts) and info
+            (nfe, denoiser_calls, and what the sampler reports: log_z, ess, value_calls, ...).
+
+        Raises:
+            ValueError naming the setting the run cannot take, before anything is compiled.
         """
-        experts = [(e.components, e.params) for e in experts]
-        classifier = None if classifier is None else (classifier.components, classifier.params)
-        value = None if value is None else (value.components, value.params)
-        return draw(
-            self.components, self.params, sampler, steps, num, seed, labels=labels, eta=eta,
-            float64=float64, cfg_scale=cfg_scale, steer=steer, experts=experts,
-            batch_size=batch_size, devices=devices, progress=progress, guide=guide,
-            classifier=classifier, observed=observed, value=value,
-        )  # fmt: skip
+        request = self.request(request, names)
+        args, kw = self.draw_settings(request, labels)
+        return draw(*args, **kw, devices=devices, progress=progress)
+
+    def request(self, request=None, names=None) -> Request:
+        """The Request `Run.sample` takes, resolved against this run (defaults filled, checked)."""
+        names = dict(names or {})
+        if isinstance(request, str):
+            names, request = {"sampler": request, **names}, None
+        if request is not None and names:
+            raise ValueError(f"give a Request or its fields, not both (got {sorted(names)})")
+        request = request if request is not None else Request(**names)
+        if not isinstance(request, Request):
+            raise ValueError(f"request must be a sampling.request.Request, got {request!r}")
+        configs = {k: helper_config(getattr(request, k)) for k in ("classifier", "value")}
+        return request.resolved(self.config, configs)
+
+    def draw_settings(self, request: Request, labels=None):
+        """(positional, keyword) arguments of `draw` for a resolved request."""
+        helpers = {k: helper_run(getattr(request, k)) for k in ("classifier", "value")}
+        pair = lambda run: None if run is None else (run.components, run.params)
+        args = (self.components, self.params, request.sampler, request.steps)
+        args += (request.num_samples, request.seed)
+        kw = dict(labels=labels, eta=request.eta, float64=not request.categorical_float32)
+        kw |= dict(cfg_scale=request.plain_cfg_scale, steer=request.steering())
+        kw |= dict(experts=[pair(helper_run(e)) for e in request.experts])
+        kw |= dict(batch_size=request.batch_size, guide=request.guide())
+        kw |= dict(classifier=pair(helpers["classifier"]), value=pair(helpers["value"]))
+        kw |= dict(observed=observation(request, self.components.dataset))
+        return args, kw
+
+
+def helper_run(helper) -> Run | None:
+    """A classifier / value / expert run given by its workdir or already loaded."""
+    return load_run(helper) if isinstance(helper, str) else helper
+
+
+def helper_config(helper):
+    """The saved config of a helper run (its workdir: read cheaply, nothing built)."""
+    if helper is None or isinstance(helper, Run):
+        return None if helper is None else helper.config
+    return load_config(helper)[0]
+
+
+def observation(request: Request, dataset):
+    """(values, known) of the request's prompt or observed .npz (or arrays), or None."""
+    from difflab.data import files
+    from difflab.sampling import guides
+
+    num = request.num_samples
+    if request.prompt is not None:
+        return guides.text_prompt(dataset, request.prompt, num)
+    if not isinstance(request.observed, str):
+        return request.observed
+    path = request.observed
+    if not os.path.isfile(path):
+        raise ValueError(f"--observed={path!r} is not a file")
+    with files.open_npz(path, "--observed") as f:
+        if "x" not in f or "known" not in f:
+            raise ValueError(f"--observed={path!r} must hold arrays 'x' and 'known', has {list(f)}")
+        return f["x"], f["known"]
+
+
+def class_labels(run: Run, request: Request):
+    """The classes sample.py draws a conditional run's samples with: the data's class mix
+    (`metrics.sampling_labels`); None for unconditional runs and particle systems (whose
+    particles share `request.label`)."""
+    from difflab import metrics
+
+    if not run.components.num_classes or request.steer is not None:
+        return None
+    return metrics.sampling_labels(run.components.dataset, request.num_samples, request.seed)
+
+
+def sample_streamed(run: Run, request: Request, folder: str, devices=None):
+    """(x, info) of a resolved request, streamed to shards in `folder` as they are drawn
+    (`sampling.shards`): a rerun draws only the samples no shard holds. Particle systems
+    (steer) are one population, drawn whole. Returns None on every process but the lead."""
+    import jax
+
+    lead = jax.process_index() == 0
+    args, kw = run.draw_settings(request, class_labels(run, request))
+    if request.steer is not None:
+        done = draw(*args, **kw, devices=devices)
+        return done if lead else None
+    if lead:
+        shards.check_setting(folder, request.setting(run.config.name, run.step))
+    rows = check_batch_size(request.batch_size, request.num_samples, None)
+    todo = shards.missing(folder, request.num_samples, rows)
+    for start, stop, x, info in draw_chunks(
+        *args, **kw, ranges=todo, devices=devices, progress=lead
+    ):
+        if lead:
+            shards.write(folder, start, stop, x, info)
+    if not lead:
+        return None
+    x, per_sample = shards.read(folder, request.num_samples)
+    return x, merged_info([per_sample])
 
 
 def open_checkpoint(workdir: str, step: int | None = None):

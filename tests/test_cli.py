@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from difflab.sampling.draw import check_request
+from difflab.sampling.request import Request
 from difflab.sampling.runs import load_config, load_run
 from tests.helpers import run_sample, run_train, start_sample
 
@@ -48,7 +49,7 @@ def test_train_then_sample(tmp_path):
     s = run_sample([*args, "--steps=20"])
     assert s.returncode == 0, s.stderr[-3000:]
     x = np.load(out / "samples.npz")["x"]
-    whole, _ = load_run(str(work)).sample("euler", steps=20, num=600)
+    whole, _ = load_run(str(work)).sample("euler", steps=20, num_samples=600)
     assert x.shape == (600, 2) and np.isfinite(x).all()
     np.testing.assert_allclose(x, whole, rtol=0, atol=1e-4)
     assert (out / "samples.png").exists()
@@ -104,8 +105,12 @@ def test_train_then_sample(tmp_path):
 
     run = load_run(str(work), step=50)
     assert run.step == 50 and run.config.name == "flow_checkerboard"
-    samples, info = run.sample("heun", steps=5, num=64)
+    samples, info = run.sample("heun", steps=5, num_samples=64)
     assert samples.shape == (64, 2) and int(info["nfe"]) == 10
+    # the same job as a Request, and the run's eval settings for the fields left out
+    again, _ = run.sample(Request(sampler="heun", steps=5, num_samples=64))
+    np.testing.assert_array_equal(again, samples)
+    assert run.sample(num_samples=4)[0].shape == (4, 2)  # config.eval: euler, 10 steps
     u = run.denoiser(samples, np.full(64, 0.5, np.float32), None)
     assert u.shape == (64, 2)
 

@@ -70,7 +70,7 @@ def test_text_run_then_sample_with_each_sampler(tmp_path):
     assert len((out / "samples.txt").read_text().splitlines()) == 5
     run = load_run(str(work))
     for sampler in ("ancestral", "first_hitting", "confidence"):
-        x, _ = run.sample(sampler, steps=8, num=4)
+        x, _ = run.sample(sampler, steps=8, num_samples=4)
         assert x.shape == (4, 16) and x.dtype == np.int32 and 0 <= x.min() and x.max() < 256
         shown = show(run.components.dataset, x, str(tmp_path / sampler), sampler)
         assert len(open(shown, encoding="utf-8").read().splitlines()) == 5

@@ -20,7 +20,7 @@ def test_the_python_blocks_run(tmp_path, monkeypatch, capsys):
     namespace = {}
     for block in blocks:
         exec(compile(block, README, "exec"), namespace)  # noqa: S102 -- the README's own code
-    assert namespace["x"].shape == (256, 2)
+    assert namespace["x"].shape == (100, 2)
     assert "(1000, 1) 40" in capsys.readouterr().out
 
 

@@ -40,6 +40,34 @@ def use_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def define_distributed_flags() -> dict:
+    """The flags of a multi-process run (train.py and sample.py): --distributed lets
+    jax.distributed.initialize() detect a TPU pod / SLURM cluster; the others name the processes."""
+    from absl import flags
+
+    return {
+        "distributed": flags.DEFINE_bool("distributed", False, "jax.distributed.initialize()"),
+        "coordinator_address": flags.DEFINE_string(
+            "coordinator_address", None, "host:port of process 0"
+        ),
+        "num_processes": flags.DEFINE_integer("num_processes", None, "number of processes"),
+        "process_id": flags.DEFINE_integer("process_id", None, "this process's index"),
+    }
+
+
+def initialize_distributed(holders: dict) -> None:
+    """Join the processes the flags of `define_distributed_flags` name (no flags: one process)."""
+    import jax
+
+    value = {k: h.value for k, h in holders.items()}
+    if value["distributed"] or value["num_processes"]:
+        # CPU collectives between processes (tests, CPU clusters); GPU/TPU use their own.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(
+            value["coordinator_address"], value["num_processes"], value["process_id"]
+        )
+
+
 def one_line(exc: BaseException) -> str:
     """The exception's message on one line (KeyError's quotes removed)."""
     msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
