@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from difflab.models import classifier, continuous, counts, flow, masked, shortcut, value
+from difflab.models import families
 
 
 def split(net: nnx.Module):
@@ -44,31 +44,8 @@ def denoiser(graphdef, params):
     return apply
 
 
-PROCESSES = {
-    "flow": lambda config, vocab_size, source: flow.build_process(config),
-    "diffusion": lambda config, vocab_size, source: continuous.build_process(config),
-    "masked": lambda config, vocab_size, source: masked.build_process(config, vocab_size),
-    "counts": lambda config, vocab_size, source: counts.build_process(config, source),
-    "shortcut": lambda config, vocab_size, source: shortcut.from_config(shortcut.Shortcut, config),
-    "meanflow": lambda config, vocab_size, source: shortcut.from_config(shortcut.MeanFlow, config),
-}
-# noise-conditional classifiers for classifier guidance, under a Gaussian family's forward process
-PROCESSES["classifier"] = lambda config, vocab_size, source: classifier.build_process(
-    config, PROCESSES, vocab_size
-)
-# noise-conditional value networks for SVDD-MC, under any family's forward process
-PROCESSES["value"] = lambda config, vocab_size, source: value.build_process(
-    config, PROCESSES, vocab_size, source
-)
-
-
 def build_process(config, vocab_size: int = 0, source=None):
-    """The process (forward corruption, loss, posterior) for config.process.family; masked
-    diffusion takes the data's vocabulary size, counts the data's source population draw (if
-    any)."""
-    family = config.process.family
-    if family not in PROCESSES:
-        raise ValueError(
-            f"config.process.family must be one of {sorted(PROCESSES)}, got {family!r}"
-        )
-    return PROCESSES[family](config, vocab_size, source)
+    """The process (forward corruption, loss, posterior) of config.process.family
+    (`models.families`); masked diffusion takes the data's vocabulary size, counts the data's
+    source population draw (if any)."""
+    return families.get(config.process.family).build_process(config, vocab_size, source)

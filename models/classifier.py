@@ -53,15 +53,12 @@ class NoisyClassifier:
 
 def build_process(config, noise_processes, vocab_size: int = 0) -> NoisyClassifier:
     """The classifier of config.process: its noise is the process of config.process.noise_family
-    built from the same fields."""
+    built from the same fields; noise_processes: {family: builder} of the families a classifier
+    can guide (through the score, or the tilted masked denoiser)."""
     family = config.process.noise_family
-    if family not in GUIDED_FAMILIES:
+    if family not in noise_processes:
         raise ValueError(
-            f"config.process.noise_family must be one of {GUIDED_FAMILIES} (the family the "
-            f"classifier guides), got {family!r}"
+            f"config.process.noise_family must be one of {sorted(noise_processes)} (the family "
+            f"the classifier guides), got {family!r}"
         )
     return NoisyClassifier(noise_processes[family](config, vocab_size, None))
-
-
-# families a classifier can guide: through the score (Gaussian) or the tilted denoiser (masked)
-GUIDED_FAMILIES = ("flow", "diffusion", "masked")

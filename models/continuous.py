@@ -114,7 +114,16 @@ class GaussianDiffusion(GaussianPath):
 
     # -- parameterizations (docs/math.md §1.3) -----------------------------------------------------
     def x0_eps(self, pred, xt, t):
-        """(x_hat, eps_hat) from the network output, for each parameterization."""
+        """(x_hat, eps_hat) from the network output, for each parameterization (eps: x_hat =
+        (z - sigma eps_hat) / alpha; x0; v: x_hat = alpha z - sigma v, docs/math.md §1.3).
+
+        Args:
+            pred: the network's prediction [B, ...] (the data's shape). xt: z_t [B, ...].
+            t: [B] or scalar times in [0, 1].
+
+        Returns:
+            (x_hat [B, ...], eps_hat [B, ...]) float32.
+        """
         a, s = alpha_sigma(self.log_snr(expand(t, xt)))
         if self.parameterization == "eps":
             return (xt - s * pred) / a, pred
@@ -123,7 +132,15 @@ class GaussianDiffusion(GaussianPath):
         return a * xt - s * pred, s * xt + a * pred  # v
 
     def velocity(self, pred, xt, t):
-        """u = alpha' x_hat + sigma' eps_hat = f z - g^2/2 s (docs/math.md §1.3)."""
+        """u = alpha' x_hat + sigma' eps_hat = f z - g^2/2 s (docs/math.md §1.3).
+
+        Args:
+            pred: the network's prediction [B, ...] (the data's shape). xt: z_t [B, ...].
+            t: [B] or scalar times in [0, 1].
+
+        Returns:
+            u [B, ...], the probability-flow velocity dz/dt.
+        """
         x0, eps = self.x0_eps(pred, xt, t)
         tt = expand(t, xt)
         a, s = alpha_sigma(self.log_snr(tt))

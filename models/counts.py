@@ -141,7 +141,15 @@ class CountFlow:
         )
 
     def rates(self, pred, x):
-        """(lambda_theta, mu_theta) with mu_theta = x exp(l_d): zero death at x = 0."""
+        """(lambda_theta, mu_theta) with mu_theta = x exp(l_d): zero death at x = 0 (docs/math.md
+        §4.3).
+
+        Args:
+            pred: log-rates [B, D, 2] (birth, per-capita death). x: counts [B, D] int32.
+
+        Returns:
+            (birth rates [B, D], death rates [B, D]) float32; log-rates soft-capped at log_cap.
+        """
         lb, ld = self.log_rates(pred, x)
         return jnp.exp(lb), x.astype(jnp.float32) * jnp.exp(ld)
 

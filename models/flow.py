@@ -184,7 +184,15 @@ class FlowMatching(GaussianPath):
     # -- conversions (Gaussian source; docs/math.md §1.3, §2.3) ---------------------------------
     def velocity(self, pred, xt, t):
         """The marginal flow velocity of the prediction: pred itself without gamma; with gamma
-        u = b + gamma' gamma / (sigma^2 + gamma^2) (x_t - alpha x_hat), t >= 1e-4."""
+        u = b + gamma' gamma / (sigma^2 + gamma^2) (x_t - alpha x_hat), t >= 1e-4.
+
+        Args:
+            pred: the network's prediction [B, ...] (the data's shape). xt: z_t [B, ...].
+            t: [B] or scalar times in [0, 1].
+
+        Returns:
+            u [B, ...], the probability-flow velocity dz/dt.
+        """
         if self.path.gamma is None:
             return pred
         tt = expand(jnp.maximum(t, SCORE_T_CLAMP), xt)
@@ -207,6 +215,16 @@ class FlowMatching(GaussianPath):
         return (a * u - da * xt) / (a * ds - s * da)
 
     def x0_eps(self, pred, xt, t):
+        """(x_hat, eps_hat) of the velocity (or, with gamma, the drift) prediction (docs/math.md
+        §1.3: x_hat = (sigma' z - sigma u) / (alpha sigma' - sigma alpha')).
+
+        Args:
+            pred: the network's prediction [B, ...] (the data's shape). xt: z_t [B, ...].
+            t: [B] or scalar times in [0, 1].
+
+        Returns:
+            (x_hat [B, ...], eps_hat [B, ...]).
+        """
         if self.path.gamma is None:
             return self.x0_from_velocity(pred, xt, t), self.eps_from_velocity(pred, xt, t)
         tt = jnp.maximum(t, SCORE_T_CLAMP)

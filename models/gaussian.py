@@ -14,6 +14,8 @@ from difflab.models.common import expand, time_derivative
 
 
 class GaussianPath:
+    grid_power = 1.0  # samplers' default grid is uniform in t (models.protocols.Process)
+
     def log_snr(self, t):
         """lambda_t = log(alpha_t^2 / sigma_t^2)."""
         return 2.0 * (jnp.log(self.alpha(t)) - jnp.log(self.sigma(t)))
@@ -32,11 +34,26 @@ class GaussianPath:
         return f, s * self.d_sigma(tt) - f * s**2
 
     def score(self, pred, xt, t):
-        """grad log p_t(z) = -eps_hat / sigma_t."""
+        """grad log p_t(z) = -eps_hat / sigma_t (docs/math.md §0).
+
+        Args:
+            pred: the network's prediction [B, ...] (the data's shape). xt: z_t [B, ...].
+            t: [B] or scalar times in [0, 1].
+
+        Returns:
+            the score [B, ...].
+        """
         return -self.x0_eps(pred, xt, t)[1] / self.sigma(expand(t, xt))
 
     def prior(self, key, shape, t=1.0):
-        """z_t ~ N(0, sigma_t^2 I): the marginal where alpha_t x is negligible (t near 1)."""
+        """z_t ~ N(0, sigma_t^2 I): the marginal where alpha_t x is negligible (t near 1).
+
+        Args:
+            key: a PRNG key. shape: (B, ...) the batch. t: the prior's time (default 1).
+
+        Returns:
+            z [shape] float32.
+        """
         return self.sigma(jnp.asarray(t, jnp.float32)) * jax.random.normal(key, shape)
 
     def posterior_mean_var(self, xt, x0, t, s):

@@ -105,6 +105,7 @@ class MaskedDiffusion:
     t_eps: float = 1e-5
 
     t_min = 0.0  # sampling grids end at t = 0, where every token is unmasked
+    grid_power = 1.0  # uniform grids in t
 
     def __post_init__(self):
         if self.vocab_size < 1:
@@ -120,7 +121,7 @@ class MaskedDiffusion:
 
     # -- forward process ------------------------------------------------------------------------
     def prior(self, key, shape, t=1.0):
-        """The all-masked sequence (alpha_1 ~ 0)."""
+        """The all-masked sequence (alpha_1 ~ 0): mask_id [shape] int32 (shape (B, L))."""
         del key, t
         return jnp.full(shape, self.mask_id, jnp.int32)
 
@@ -131,7 +132,15 @@ class MaskedDiffusion:
 
     def log_probs(self, pred, zt):
         """log p_theta(x^i | z_t): log-softmax of the logits at masked positions, one-hot(z_t^i)
-        at unmasked ones (carry-over), with NEG for impossible tokens."""
+        at unmasked ones (carry-over), with NEG for impossible tokens (docs/math.md §3.2).
+
+        Args:
+            pred: logits [B, L, V'] (V' >= vocab_size; the mask's logit and beyond are dropped).
+            zt: tokens [B, L] int32, mask_id at masked positions.
+
+        Returns:
+            log-probabilities [B, L, vocab_size] float32.
+        """
         lp = jax.nn.log_softmax(pred.astype(jnp.float32)[..., : self.vocab_size], axis=-1)
         carried = jnp.where(jax.nn.one_hot(zt, self.vocab_size) > 0, 0.0, NEG)
         return jnp.where((zt == self.mask_id)[..., None], lp, carried)

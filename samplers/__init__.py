@@ -6,63 +6,112 @@ Gaussian families (flow, diffusion) share `solvers`; masked diffusion and count 
 `discrete`.
 """
 
+import dataclasses
 import functools
+from collections.abc import Callable
 
+from difflab.models import families
+from difflab.models.protocols import ShortcutProcess
 from difflab.samplers import discrete, few_step, solvers
 
-# Samplers of the Gaussian families (flow matching and diffusion share all of them: flows
-# expose score and x0/eps through velocity conversions, diffusion exposes a velocity).
-# Factories take (eta, float64); float64 selects float64 categorical draws (discrete families).
-GAUSSIAN_SAMPLERS = {
-    "euler": lambda eta, f64: solvers.euler,
-    "heun": lambda eta, f64: solvers.heun,
-    "heun_edm": lambda eta, f64: solvers.heun_edm,
-    "ddpm": lambda eta, f64: solvers.ddpm,
-    "ddim": lambda eta, f64: solvers.ddim(effective_eta("ddim", eta)),
-    "em": lambda eta, f64: solvers.euler_maruyama(effective_eta("em", eta)),
-    "adaptive": lambda eta, f64: solvers.adaptive,  # Tsit5
-    "tsit5": lambda eta, f64: functools.partial(solvers.adaptive, solver="tsit5"),
-    "dopri5": lambda eta, f64: functools.partial(solvers.adaptive, solver="dopri5"),
-}
-# Samplers that choose their own steps (PID control at rtol = atol = solvers.ADAPTIVE_TOLERANCE):
-# a step count does not apply to them; runs are named and recorded by the tolerance.
-ADAPTIVE = ("adaptive", "tsit5", "dopri5")
-MASKED_SAMPLERS = {
-    "ancestral": lambda eta, f64: discrete.ancestral(f64),
-    "first_hitting": lambda eta, f64: discrete.first_hitting(f64),
-    "confidence": lambda eta, f64: discrete.confidence(f64),  # biased heuristic (MaskGIT)
-}
-COUNT_SAMPLERS = {
-    "tau_leaping": lambda eta, f64: discrete.tau_leaping,
-    "unit_jump": lambda eta, f64: discrete.unit_jump,
-    "exact": lambda eta, f64: discrete.exact(f64),  # one call per event, rates frozen on the grid
-}
-# Average-velocity models: K-step flow maps, plus every ODE / SDE sampler at the step their flow
-# rows were trained on (process.sampling_denoiser: h = 1/M for shortcut, h = 0 for MeanFlow).
-FLOW_MAP_SAMPLERS = {"few_step": lambda eta, f64: few_step.flow_map, **GAUSSIAN_SAMPLERS}
-SAMPLERS = {
-    "flow": GAUSSIAN_SAMPLERS,
-    "shortcut": FLOW_MAP_SAMPLERS,
-    "meanflow": FLOW_MAP_SAMPLERS,
-    "diffusion": GAUSSIAN_SAMPLERS,
-    "masked": MASKED_SAMPLERS,
-    "counts": COUNT_SAMPLERS,
-}
-TAKES_ETA = ("ddim", "em")
-# samplers that draw categoricals (Gumbel-max; float64 by default, float32 on request)
-DRAWS_CATEGORICALS = ("ancestral", "first_hitting", "confidence", "exact")
-DATA_KIND = {"masked": "tokens", "counts": "counts"}  # others model points / images
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One sampler: how to build it and what it can do. Adding a sampler is one `SPECS` entry
+    (and its move); the families that walk with its `kind` get it, and the oracle tests, which
+    parametrise over `SPECS`, fail until it has one."""
+
+    build: Callable  # (eta, float64) -> sampler(key, denoiser, process, shape, cond, grid)
+    kind: str  # what it walks: "gaussian", "flow_map", "masked" or "counts" (models.families)
+    # (eta, float64) -> its one-evaluation stochastic `solvers.Step`, which particle methods
+    # (samplers.smc) and SVDD propagate with; None: not one (deterministic, or several calls)
+    move: Callable | None = None
+    eta: float | None = None  # its default noise scale; None: it takes none
+    grid: str = "process"  # "process" (the process's power grid), "edm" (EDM's rho grid in
+    # sigma / alpha) or "ends" (adaptive: only the end points; it chooses its own steps)
+    categoricals: bool = False  # draws categoricals (float64 Gumbel-max; float32 on request)
+
+
+def step(move, takes_eta: bool = False) -> Callable:
+    """(eta, float64) -> the one-evaluation Step of `move` (with its noise scale eta)."""
+    if takes_eta:
+        return lambda eta, f64: solvers.Step(functools.partial(move, eta=eta), nfe=1)
+    return lambda eta, f64: solvers.Step(move, nfe=1)
+
+
+SPECS = {
+    "euler": Spec(lambda eta, f64: solvers.euler, "gaussian"),
+    "heun": Spec(lambda eta, f64: solvers.heun, "gaussian"),
+    # Heun on EDM's rho grid (Karras et al. 2022), Euler on its last step to sigma~ = 0
+    "heun_edm": Spec(lambda eta, f64: solvers.heun_edm, "gaussian", grid="edm"),
+    "ddpm": Spec(lambda eta, f64: solvers.ddpm, "gaussian", move=step(solvers.ddpm_move)),
+    "ddim": Spec(
+        lambda eta, f64: solvers.ddim(eta), "gaussian", step(solvers.ddim_move, True), eta=0.0
+    ),
+    # EDM's grid keeps explicit Euler-Maruyama stable (see `grid`)
+    "em": Spec(
+        lambda eta, f64: solvers.euler_maruyama(eta), "gaussian", step(solvers.em_move, True),
+        eta=1.0, grid="edm",
+    ),
+    # adaptive: PID-controlled at rtol = atol = solvers.ADAPTIVE_TOLERANCE (diffrax)
+    "adaptive": Spec(lambda eta, f64: solvers.adaptive, "gaussian", grid="ends"),  # Tsit5
+    "tsit5": Spec(
+        lambda eta, f64: functools.partial(solvers.adaptive, solver="tsit5"), "gaussian",
+        grid="ends",
+    ),
+    "dopri5": Spec(
+        lambda eta, f64: functools.partial(solvers.adaptive, solver="dopri5"), "gaussian",
+        grid="ends",
+    ),
+    # average-velocity models: K-step flow maps (they also walk every Gaussian sampler, at the
+    # step their flow rows were trained on: process.sampling_denoiser)
+    "few_step": Spec(lambda eta, f64: few_step.flow_map, "flow_map"),
+    "ancestral": Spec(
+        lambda eta, f64: discrete.ancestral(f64), "masked",
+        move=lambda eta, f64: discrete.ancestral_step(f64), categoricals=True,
+    ),
+    "first_hitting": Spec(
+        lambda eta, f64: discrete.first_hitting(f64), "masked", categoricals=True
+    ),
+    # a biased heuristic (MaskGIT's confidence order)
+    "confidence": Spec(lambda eta, f64: discrete.confidence(f64), "masked", categoricals=True),
+    "tau_leaping": Spec(
+        lambda eta, f64: discrete.tau_leaping, "counts", move=step(discrete.tau_leap_move)
+    ),
+    "unit_jump": Spec(
+        lambda eta, f64: discrete.unit_jump, "counts", move=step(discrete.unit_jump_move)
+    ),
+    # one call per event, rates frozen on the grid
+    "exact": Spec(lambda eta, f64: discrete.exact(f64), "counts", categoricals=True),
+}  # fmt: skip
+# derived views (read-only): samplers that choose their own steps (runs are named and recorded
+# by the tolerance), that take eta, that draw categoricals
+ADAPTIVE = tuple(n for n, s in SPECS.items() if s.grid == "ends")
+TAKES_ETA = tuple(n for n, s in SPECS.items() if s.eta is not None)
+DRAWS_CATEGORICALS = tuple(n for n, s in SPECS.items() if s.categoricals)
+
+
+def names(family: str) -> tuple:
+    """The samplers of model family `family`, in `SPECS` order."""
+    kinds = families.get(family).samplers
+    return tuple(n for n, s in SPECS.items() if s.kind in kinds)
+
+
+def sampled_families() -> tuple:
+    return families.having(lambda f: f.sampled)
 
 
 def check(family: str, name: str, eta=None, float64: bool = True) -> None:
     """A clear error for a sampler (or an eta, or float32 categoricals) the family does not
     support."""
-    if family not in SAMPLERS:
-        raise ValueError(f"no samplers for model family {family!r}; known: {sorted(SAMPLERS)}")
-    if name not in SAMPLERS[family]:
+    if family not in sampled_families():
+        raise ValueError(
+            f"no samplers for model family {family!r}; known: {sorted(sampled_families())}"
+        )
+    if name not in names(family):
         raise ValueError(
             f"sampler {name!r} is not available for the {family!r} family; "
-            f"expected one of {sorted(SAMPLERS[family])}"
+            f"expected one of {sorted(names(family))}"
         )
     if not float64 and name not in DRAWS_CATEGORICALS:
         raise ValueError(
@@ -77,41 +126,28 @@ def check(family: str, name: str, eta=None, float64: bool = True) -> None:
 
 
 def effective_eta(name: str, eta=None):
-    """The noise scale a sampler runs with: the given eta, or the default of ddim (0) and em (1);
-    None for samplers without one."""
-    if name not in TAKES_ETA:
+    """The noise scale a sampler runs with: the given eta, or its default (ddim 0, em 1); None
+    for samplers without one."""
+    default = SPECS[name].eta if name in SPECS else None
+    if default is None:
         return None
-    return float(eta) if eta is not None else {"ddim": 0.0, "em": 1.0}[name]
-
-
-# One-evaluation stochastic steps that a particle system (samplers.smc) can propagate with.
-SMC_STEPS = {
-    "ddpm": lambda eta, f64: solvers.Step(solvers.ddpm_move, nfe=1),
-    "ddim": lambda eta, f64: solvers.Step(
-        functools.partial(solvers.ddim_move, eta=effective_eta("ddim", eta)), nfe=1
-    ),
-    "em": lambda eta, f64: solvers.Step(
-        functools.partial(solvers.em_move, eta=effective_eta("em", eta)), nfe=1
-    ),
-    "ancestral": lambda eta, f64: discrete.ancestral_step(f64),
-    "tau_leaping": lambda eta, f64: solvers.Step(discrete.tau_leap_move, nfe=1),
-    "unit_jump": lambda eta, f64: solvers.Step(discrete.unit_jump_move, nfe=1),
-}
+    return float(eta) if eta is not None else default
 
 
 def smc_step(family: str, name: str, eta=None, float64: bool = True):
     """The step of sampler `name` as a particle proposal: it must be stochastic and evaluate the
     network once per step (ddim and em need eta > 0)."""
     check(family, name, eta, float64)
-    stochastic = name not in TAKES_ETA or effective_eta(name, eta) > 0
-    if name not in SMC_STEPS or not stochastic:
-        usable = sorted(n for n in SMC_STEPS if n in SAMPLERS[family])
+    spec, noise = SPECS[name], effective_eta(name, eta)
+    if spec.move is None or noise == 0:
+        usable = [n for n in names(family) if SPECS[n].move is not None]
+        with_eta = " and ".join(n for n in usable if SPECS[n].eta is not None)
         raise ValueError(
             f"SMC needs a stochastic step that evaluates the network once; sampler {name!r}"
-            f"{f' with eta={eta}' if name in TAKES_ETA else ''} is not one (use one of {usable}"
-            f"{'; ddim and em with eta > 0' if 'em' in usable else ''})"
+            f"{f' with eta={eta}' if name in TAKES_ETA else ''} is not one (use one of "
+            f"{sorted(usable)}{f'; {with_eta} with eta > 0' if with_eta else ''})"
         )
-    return SMC_STEPS[name](eta, float64)
+    return spec.move(noise, float64)
 
 
 def get(family: str, name: str, eta=None, float64: bool = True):
@@ -119,7 +155,7 @@ def get(family: str, name: str, eta=None, float64: bool = True):
 
     Args:
         family: "flow", "diffusion", "shortcut", "meanflow", "masked" or "counts".
-        name: one of `SAMPLERS[family]` (`described()` lists them).
+        name: one of `names(family)` (`described()` lists them).
         eta: noise scale of ddim (default 0) and em (default 1); None for the others.
         float64: categorical draws of the discrete families in float64 (the default).
 
@@ -133,38 +169,35 @@ def get(family: str, name: str, eta=None, float64: bool = True):
         ValueError naming the family, sampler, eta or float32 setting it does not take.
     """
     check(family, name, eta, float64)
-    return SAMPLERS[family][name](eta, float64)
-
-
-# Samplers that walk EDM's rho grid in sigma~ = sigma / alpha, from sigma~ = 80 to 0. For em this
-# is what keeps explicit Euler-Maruyama stable: near t = 1 the drift f_t and g_t^2 grow like
-# 1 / (1 - t) (flows) or 1 / sin(pi (1 - t)) (VP-cosine), so uniform steps in t overshoot there
-# (linear flow, 50 steps from t = 0.999: the state's std after the first step is 20, not 1).
-EDM_GRID_SAMPLERS = ("heun_edm", "em")
+    return SPECS[name].build(effective_eta(name, eta), float64)
 
 
 def grid(name: str, process, steps: int):
     """The time grid [steps + 1] (float32, decreasing from 1) the sampler `name` walks on
-    `process`: EDM's rho grid for heun_edm and em; the process's power grid if it has one
-    (counts); otherwise uniform from 1 to the process's t_min (adaptive samplers: its two end
-    points, whatever `steps`)."""
-    if name in ADAPTIVE:  # only the end points are used
+    `process`, by its spec: EDM's rho grid in sigma~ = sigma / alpha from sigma~ = 80 to 0
+    (heun_edm, em), the process's power grid t_k = (1 - k/K)^grid_power down to its t_min, or
+    (adaptive samplers) its two end points, whatever `steps`.
+
+    For em the EDM grid is what keeps explicit Euler-Maruyama stable: near t = 1 the drift f_t
+    and g_t^2 grow like 1 / (1 - t) (flows) or 1 / sin(pi (1 - t)) (VP-cosine), so uniform steps
+    in t overshoot there (linear flow, 50 steps from t = 0.999: the state's std after the first
+    step is 20, not 1)."""
+    kind = SPECS[name].grid
+    if kind == "ends":  # only the end points are used
         return solvers.uniform_grid(1, 1.0, process.t_min)
-    if name in EDM_GRID_SAMPLERS:
+    if kind == "edm":
         return solvers.edm_grid(process, steps)
-    if name == "few_step" and hasattr(process, "step_sizes"):
+    if SPECS[name].kind == "flow_map" and isinstance(process, ShortcutProcess):
         if 1.0 / steps not in process.step_sizes():
             raise ValueError(
                 f"a shortcut model samples with K in {[round(1 / d) for d in process.step_sizes()]}"
                 f" steps (the step sizes it was trained on), got {steps}"
             )
-    power = getattr(process, "grid_power", 1.0)
-    if power != 1.0:
-        return solvers.power_grid(steps, power, process.t_min)
+    if process.grid_power != 1.0:
+        return solvers.power_grid(steps, process.grid_power, process.t_min)
     return solvers.uniform_grid(steps, 1.0, process.t_min)
 
 
-def described(families=None) -> str:
+def described(of=None) -> str:
     """The samplers of each family, one clause per family (for --help and errors)."""
-    families = families or SAMPLERS
-    return "; ".join(f"{f}: {', '.join(SAMPLERS[f])}" for f in families)
+    return "; ".join(f"{f}: {', '.join(names(f))}" for f in of or sampled_families())

@@ -6,6 +6,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from difflab.models.protocols import Conditioned
+
 
 def independent(sampler):
     """`sampler(keys, denoiser, process, shape, cond, grid)` with keys [B]: x_i = sampler(k_i,
@@ -18,7 +20,7 @@ def independent(sampler):
             return x[0], info
 
         # a process with per-sample leaves (observations) gives each sample its own row
-        batched = getattr(process, "batched", False)
+        batched = isinstance(process, Conditioned) and process.batched
         return jax.vmap(one, (0, 0, 0 if batched else None))(keys, cond, process)
 
     return run

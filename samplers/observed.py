@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from difflab.models.mixing import network_passes
+from difflab.models.protocols import FlowMapProcess, GaussianProcess, MaskedProcess
 from difflab.samplers import guidance
 
 STATIC = dict(static=True)
@@ -56,7 +57,7 @@ class Observed:
 
     @property
     def tokens(self) -> bool:
-        return hasattr(self.process, "mask_id")
+        return isinstance(self.process, MaskedProcess)
 
     def prior(self, key, shape, t=1.0):
         """The base prior with the observation in place: tokens at known positions (masked), or
@@ -154,7 +155,7 @@ def observe(process, values, known, **settings) -> Observed:
             f"observed values {values.shape} and their known-positions mask {known.shape} must "
             f"have the same shape"
         )
-    if hasattr(process, "mask_id"):
+    if isinstance(process, MaskedProcess):
         values = values.astype(np.int32)
         bad = known & ((values < 0) | (values >= process.mask_id))
         if bad.any():
@@ -162,7 +163,7 @@ def observe(process, values, known, **settings) -> Observed:
                 f"observed tokens must lie in [0, {process.mask_id}) at known positions, got "
                 f"{int(values[bad][0])}"
             )
-    elif not hasattr(process, "pred_from_x0") or hasattr(process, "flow_map"):
+    elif not isinstance(process, GaussianProcess) or isinstance(process, FlowMapProcess):
         raise ValueError(
             f"observations condition masked and Gaussian (flow, diffusion) models; "
             f"average-velocity and count models are not supported: "

@@ -148,7 +148,15 @@ class Kernel:
         return particle_constraint(self.mesh, PartitionSpec())(tree)
 
     def init(self, key, model, shape, t) -> State:
-        """Particles x ~ draw at time t with their log-weights (0 unless draw gives them)."""
+        """Particles x ~ draw at time t with their log-weights (0 unless draw gives them).
+
+        Args:
+            key: a PRNG key. model: `solvers.Bound(denoiser, process, cond)`.
+            shape: (N, ...) the population (N particles of the data's shape). t: scalar, grid[0].
+
+        Returns:
+            State(x [N, ...], memory (leading axis N), log_w [N] float32, log_z = 0).
+        """
         start = self.draw(key, model.process, shape, t)
         x, log_w = start if isinstance(start, tuple) else (start, 0.0)
         log_w = jnp.broadcast_to(jnp.asarray(log_w, jnp.float32), (shape[0],))
@@ -157,7 +165,17 @@ class Kernel:
 
     def __call__(self, key, model, state: State, k, t, s) -> tuple[State, StepInfo]:
         """One step t -> s: one network call, the potential's log-weight increment, resampling
-        if due (log Z grows by log mean w, weights reset), then the move reusing the call."""
+        if due (log Z grows by log mean w, weights reset), then the move reusing the call.
+
+        Args:
+            key: this step's PRNG key (`smc` uses split(key, K)[k]). model: `solvers.Bound`.
+            state: the population at t. k: the step's index (int32 scalar; `due` reads it).
+            t, s: scalars, the step's start and end times (s < t).
+
+        Returns:
+            (State at s, StepInfo(ess: scalar before the resampling decision, resampled: bool
+            scalar, unique_ancestors: int32 scalar, the distinct parents after it)).
+        """
         k_weight, k_res, k_move = jax.random.split(key, 3)
         n = state.log_w.shape[0]
         pred = model.pred(state.x, t)
@@ -175,7 +193,15 @@ class Kernel:
         return State(x, memory, log_w, log_z), StepInfo(size, due, unique)
 
     def finish(self, key, model, state: State) -> State:
-        """After the last move: the potential's final increment, and log Z's last factor."""
+        """After the last move: the potential's final increment, and log Z's last factor.
+
+        Args:
+            key: a PRNG key. model: `solvers.Bound`. state: the population at the grid's end.
+
+        Returns:
+            State with log_w [N] the final weights (not reset) and log_z the complete estimate of
+            log Z (scalar); `smc` then resamples by log_w or returns them (output="weighted").
+        """
         log_w = self.gathered(state.log_w + self.potential.final(key, model, state.x, state.memory))
         return state._replace(log_w=log_w, log_z=state.log_z + resampling.log_mean_weight(log_w))
 
@@ -190,7 +216,23 @@ def build_kernel(
     mesh=None,
 ) -> Kernel:
     """The `Kernel` of these settings, checked: resampling every `resample_every` steps if > 0,
-    else when ESS < ess_threshold N."""
+    else when ESS < ess_threshold N.
+
+    Args:
+        step: a one-evaluation stochastic `solvers.Step` (`samplers.smc_step(family, name)`).
+        potential: the log-weight increments (`steering.reward_potential`, FKC's potentials).
+        scheme: "systematic", "stratified", "multinomial" or "residual".
+        ess_threshold: resample when ESS < ess_threshold N (in [0, 1]).
+        resample_every: > 0: resample after every k-th step instead.
+        init: (key, process, shape, t) -> x [N, ...] or (x, log_w [N]); default: the prior.
+        mesh: a device mesh whose first axis splits the particles.
+
+    Returns:
+        Kernel with `init`, one step (`__call__`) and `finish` (see `Kernel`).
+
+    Raises:
+        ValueError naming a step with more than one evaluation, or a bad scheme or threshold.
+    """
     check_step(step)
     check_settings(scheme, ess_threshold, resample_every, "resample")
     due = every(resample_every) if resample_every else ess_below(ess_threshold)

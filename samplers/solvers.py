@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from difflab.models.common import invert_decreasing
+from difflab.models.protocols import Conditioned
 
 # -- time grids (walked from t_max down to t_min) ----------------------------------------------
 
@@ -85,18 +86,16 @@ class Bound:
         """The denoiser at (x, t); a process conditioned on observations (`samplers.observed`)
         makes the call itself."""
         t = jnp.full(x.shape[:1], t, jnp.float32)
-        predict = getattr(self.process, "predict", None)
-        if predict is None:
-            return self.denoiser(x, t, self.cond)
-        return predict(self.denoiser, x, t, self.cond)
+        if isinstance(self.process, Conditioned):
+            return self.process.predict(self.denoiser, x, t, self.cond)
+        return self.denoiser(x, t, self.cond)
 
     def velocity(self, x, t):
         return self.process.velocity(self.pred(x, t), x, t)
 
     def finish(self, x):
         """The final samples; a process conditioned on observations puts them in place."""
-        finish = getattr(self.process, "finish", None)
-        return x if finish is None else finish(x)
+        return self.process.finish(x) if isinstance(self.process, Conditioned) else x
 
     def x0_eps(self, x, t):
         return self.process.x0_eps(self.pred(x, t), x, t)

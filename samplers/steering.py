@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from difflab.models import families
 from difflab.models.categorical import categorical
 from difflab.samplers.smc import Potential
 
@@ -83,12 +84,21 @@ def masked_estimate(draws: int = 4, float64: bool = True):
     return estimate
 
 
-ESTIMATES = {"masked": masked_estimate(), "counts": count_estimate}
+# by the `estimate` of each family's record (models.families)
+ESTIMATES = {"tweedie": gaussian_estimate, "masked": masked_estimate(), "counts": count_estimate}
 
 
-def estimate_for(family: str):
-    """The denoised estimate of a model family (Gaussian families: Tweedie)."""
-    return ESTIMATES.get(family, gaussian_estimate)
+def estimate_for(family: str, estimates=None):
+    """The denoised estimate of a model family (its record's `estimate`), from `estimates`
+    (default: these draws); a clear error for a family that defines none."""
+    kind = families.get(family).estimate
+    if kind is None:
+        having = families.having(lambda f: f.estimate is not None)
+        raise ValueError(
+            f"the {family!r} family defines no denoised estimate for the reward to value (FK "
+            f"steering, SVDD-PM); families with one: {having}"
+        )
+    return (estimates or ESTIMATES)[kind]
 
 
 def soft_reward(reward, lam, xs):

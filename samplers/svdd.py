@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from difflab.models.categorical import categorical
 from difflab.samplers.solvers import Bound, Evaluated, Step, scan_grid
 from difflab.samplers.steering import count_estimate, gaussian_estimate
+from difflab.samplers.steering import estimate_for as steering_estimate_for
 
 
 def check(candidates: int, alpha: float) -> None:
@@ -79,11 +80,13 @@ def masked_estimate(key, model, pred, z, t):
     return jnp.argmax(model.process.log_probs(pred, z), axis=-1)[None]
 
 
-ESTIMATES = {"masked": masked_estimate, "counts": count_estimate}
+# SVDD's "tweedie" option: the argmax tokens for masked models (steering's estimates otherwise)
+ESTIMATES = {"tweedie": gaussian_estimate, "masked": masked_estimate, "counts": count_estimate}
 
 
 def estimate_for(family: str):
-    return ESTIMATES.get(family, gaussian_estimate)
+    """SVDD-PM's denoised estimate of a model family (`steering.estimate_for` with these)."""
+    return steering_estimate_for(family, ESTIMATES)
 
 
 def svdd(step: Step, value, candidates: int = 10, alpha: float = 0.0, denoiser_values: bool = True):

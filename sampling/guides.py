@@ -16,12 +16,12 @@ import numpy as np
 
 from difflab import samplers
 from difflab.data import rewards
+from difflab.models import families
 from difflab.models.mixing import NULL_LABEL
+from difflab.models.protocols import MaskedProcess
 from difflab.samplers import guidance, svdd
 from difflab.samplers.observed import Observed, observe
 
-GAUSSIAN = ("flow", "diffusion")
-CLASSIFIER_GUIDED = (*GAUSSIAN, "masked")
 DIFFERENTIABLE_REWARDS = ("target", "class")  # JAX functions of the samples
 
 
@@ -101,16 +101,18 @@ def check(
     lo, hi = guide.gradient_interval
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"--guidance_interval={lo},{hi} must satisfy 0 <= t_lo <= t_hi <= 1")
+    takes = families.get(family).guidance
     gradient = guide.reward_scale or guide.measurement_scale
-    if gradient and family not in GAUSSIAN:
+    if gradient and "gradient" not in takes:
         raise ValueError(
             f"reward-gradient and measurement guidance add to the score of a Gaussian family "
-            f"{GAUSSIAN}; {config.name!r} is {family!r} (use --svdd for derivative-free guidance)"
+            f"{guided_by('gradient')}; {config.name!r} is {family!r} (use --svdd for "
+            f"derivative-free guidance)"
         )
-    if guide.classifier_scale and family not in CLASSIFIER_GUIDED:
+    if guide.classifier_scale and "classifier" not in takes:
         raise ValueError(
-            f"classifier guidance needs a Gaussian family {GAUSSIAN} (through the score) or "
-            f"masked diffusion (the tilted denoiser); {config.name!r} is {family!r} (use --svdd)"
+            f"classifier guidance needs a family {guided_by('classifier')} (through the score, "
+            f"or masked diffusion's tilted denoiser); {config.name!r} is {family!r} (use --svdd)"
         )
     if guide.classifier_scale:
         check_classifier(config, classifier)
@@ -133,8 +135,18 @@ def check(
         raise ValueError(
             "--prompt_scale and --measurement_scale need an observation (--prompt or --observed)"
         )
-    if guide.prompt_scale is not None and family != "masked":
+    if observed is not None and "observe" not in takes:
+        raise ValueError(
+            f"observations (prompts, infilling, inpainting) condition the families "
+            f"{guided_by('observe')}; {config.name!r} is {family!r}"
+        )
+    if guide.prompt_scale is not None and "prompt" not in takes:
         raise ValueError(f"--prompt_scale guides masked models; {config.name!r} is {family!r}")
+
+
+def guided_by(kind: str) -> tuple:
+    """The families that take guidance `kind` (for errors)."""
+    return families.having(lambda f: kind in f.guidance)
 
 
 def check_classifier(config, classifier) -> None:
@@ -170,7 +182,7 @@ def guided_denoiser(comp, guide: Guide, denoiser, cfg_scale, classifier=None):
         denoiser = null_label(denoiser)
     if cfg_scale is not None:
         denoiser = guidance.classifier_free(denoiser, cfg_scale, guide.cfg_interval)
-    if guide.classifier_scale and comp.config.process.family == "masked":
+    if guide.classifier_scale and isinstance(comp.process, MaskedProcess):
         denoiser = guidance.masked_classifier(
             denoiser,
             comp.process,
@@ -212,7 +224,7 @@ def guided_process(comp, guide: Guide, observed):
     if observed is None:
         return comp.process
     values, known = observed
-    if comp.config.process.family == "masked":
+    if isinstance(comp.process, MaskedProcess):
         return Observed(values, known, comp.process, prompt_scale=guide.prompt_scale)
     return Observed(
         values,

@@ -11,12 +11,11 @@ import dataclasses
 
 from difflab import samplers
 from difflab.data import rewards
+from difflab.models import families
+from difflab.models.protocols import MaskedProcess
 from difflab.samplers import fkc, masked_fkc, smc, steering
 
 METHODS = ("reward", "anneal", "cfg", "product")
-GAUSSIAN = ("flow", "diffusion")
-# the step each family's Feynman-Kac correctors move particles with
-CORRECTED = {"flow": "em", "diffusion": "em", "masked": "ancestral"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,19 +75,19 @@ def check(config, setting: Steering, sampler_name: str, eta, num_experts: int = 
             lambda x: x, setting.scale, setting.potential, every=setting.every
         )
     else:
-        if family not in CORRECTED:
+        corrector = families.get(family).corrector
+        if corrector is None:
             raise ValueError(
-                f"--steer={setting.method} (Feynman-Kac correctors) needs a Gaussian family "
-                f"{GAUSSIAN} or masked diffusion; {config.name!r} is {family!r} (counts: "
-                f"reward steering only, see docs/masked_fkc.md)"
+                f"--steer={setting.method} (Feynman-Kac correctors) needs a family "
+                f"{families.having(lambda f: f.corrector)}; {config.name!r} is {family!r} "
+                f"(counts: reward steering only, see docs/masked_fkc.md)"
             )
-        if sampler_name != CORRECTED[family]:
+        if sampler_name != corrector:
             raise ValueError(
                 f"--steer={setting.method} moves {family} particles with the guided "
-                f"{CORRECTED[family]} step; use --sampler={CORRECTED[family]} (got "
-                f"{sampler_name!r})"
+                f"{corrector} step; use --sampler={corrector} (got {sampler_name!r})"
             )
-        if family == "masked":
+        if corrector == "ancestral":  # masked diffusion's correctors
             masked_fkc.check(betas(setting, num_experts))
         else:
             eta = samplers.effective_eta("em", eta)
@@ -154,7 +153,7 @@ def sampler_and_denoiser(
         step = samplers.smc_step(family, sampler_name, eta, float64)
         return smc.smc(step, potential, **smc_kw), denoiser
     exponents = betas(setting, len(experts))
-    if family == "masked":
+    if isinstance(comp.process, MaskedProcess):
         mask_id = comp.process.mask_id
         sampler = masked_fkc.masked_fkc(exponents, mask_id, float64, **smc_kw)
         if setting.method == "anneal":

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
+from difflab import samplers
 from difflab.models.counts import NEG, CountFlow, bridge, conditional_rates
 from difflab.samplers import discrete, solvers
 
@@ -201,8 +202,13 @@ def test_c3_marginal_rates_satisfy_the_kolmogorov_forward_equation():
     assert np.max(np.abs(dp - rhs)[:40]) < 1e-7
 
 
+# every count sampler of the registry that moves one step at a time (the exact sampler's oracles
+# are C2 and C5)
+STEPPED = [n for n in samplers.names("counts") if samplers.SPECS[n].move is not None]
+
+
 @pytest.mark.optimized
-@pytest.mark.parametrize("name", ["tau_leaping", "unit_jump"])
+@pytest.mark.parametrize("name", STEPPED)
 def test_c3_samplers_with_tabulated_rates_reproduce_the_data_law(name):
     steps = 400
     grid = solvers.uniform_grid(steps, 1.0, 1e-4)
@@ -217,7 +223,7 @@ def test_c3_samplers_with_tabulated_rates_reproduce_the_data_law(name):
         return log_rate_pred(log_b[i[:, None], k], log_d[i[:, None], k])
 
     process = CountFlow(source="poisson", source_rate=SRC)
-    x, _ = run(getattr(discrete, name), tabulated, process, (20000, 1), grid)
+    x, _ = run(samplers.get("counts", name), tabulated, process, (20000, 1), grid)
     pmf = stats.poisson(DATA).pmf(np.arange(KMAX + 1))
     assert abs(x.mean() - DATA) < 4 * np.sqrt(DATA / 20000)
     assert total_variation(x[:, 0], pmf) < 0.03

@@ -260,7 +260,7 @@ def test_every_sampler_queries_only_trained_step_sizes(cls):
         return jnp.where(ok[:, None], exact_u(x, t, cond, h), jnp.nan)
 
     den = process.sampling_denoiser(strict)
-    for name in sorted(samplers.SAMPLERS["shortcut"]):
+    for name in sorted(samplers.names("shortcut")):
         if name == "few_step":
             if cls is MeanFlow:
                 continue  # MeanFlow trains every h in [0, 1]

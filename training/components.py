@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from difflab import data, models, samplers
+from difflab import data, models
 from difflab.data import counts, rewards
-from difflab.models import nets
+from difflab.models import families, nets
 
 
 @dataclasses.dataclass
@@ -80,24 +80,19 @@ def pair_source(dataset, process, config):
     return counts.PairedSource(dataset, draw, pc.coupling, pc.ot_cost, config.data.seed)
 
 
-# families that learn a head (class logits, a value) under another family's forward process
-HEAD_FAMILIES = ("classifier", "value")
-
-
 def modelled_family(config) -> str:
-    """The family whose forward process the run's data goes through (a head's noise family)."""
+    """The family whose forward process the run's data goes through: a head's (classifier,
+    value: not sampled) noise family."""
     pc = config.process
-    return pc.noise_family if pc.family in HEAD_FAMILIES else pc.family
+    return pc.family if families.get(pc.family).sampled else pc.noise_family
 
 
 def check_family_fits_data(family: str, dataset) -> None:
     """Tokens need masked diffusion, counts the count flow, points and images a Gaussian family."""
-    need = samplers.DATA_KIND.get(family, "continuous")
+    need = families.get(family).data
     have = dataset.kind if dataset.kind in ("tokens", "counts") else "continuous"
     if need != have:
-        fits = sorted(
-            f for f in models.PROCESSES if samplers.DATA_KIND.get(f, "continuous") == have
-        )
+        fits = sorted(families.having(lambda f: f.data == have))
         raise ValueError(
             f"config.process.family={family!r} cannot model the {dataset.kind} of data set "
             f"{dataset.name!r}; use one of {fits}"
@@ -107,17 +102,10 @@ def check_family_fits_data(family: str, dataset) -> None:
 def check_net_fits_family(net: str, family: str) -> None:
     """The counts family needs a network that outputs log-rates and the classifier family one
     that outputs class logits, and only they do."""
-    special = {
-        "counts": nets.COUNT_NETWORKS,
-        "classifier": nets.CLASSIFIER_NETWORKS,
-        "value": nets.VALUE_NETWORKS,
-    }
-    if family in special:
-        need = special[family]
-    else:
-        need = sorted(set(nets.NETWORKS).difference(*special.values()))
-    if net not in need:
+    need = families.get(family).nets
+    if nets.output(net) != need:
+        fits = [n for n in nets.NETWORKS if nets.output(n) == need]
         raise ValueError(
             f"config.model.net={net!r} does not fit config.process.family={family!r}; "
-            f"use one of {list(need)}"
+            f"use one of {fits}"
         )

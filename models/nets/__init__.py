@@ -129,9 +129,15 @@ NETWORKS = {
     "value_mlp": _value_mlp,
 }
 TOKEN_NETWORKS = ("transformer", "value_mlp", "classifier_mlp")  # take the vocabulary size
-COUNT_NETWORKS = ("count_mlp",)  # output log-rates [B, D, 2] (the counts family)
-CLASSIFIER_NETWORKS = ("classifier_mlp",)  # output class logits [B, C] (the classifier family)
-VALUE_NETWORKS = ("value_mlp",)  # output one value [B, 1] of any data (the value family)
+# what a network outputs, the `nets` of the families it fits (models.families): log-rates
+# [B, D, 2] (counts), class logits [B, C] (classifier), one value [B, 1] (value); the rest a
+# prediction shaped like the data (the generative families)
+OUTPUTS = {"count_mlp": "counts", "classifier_mlp": "classifier", "value_mlp": "value"}
+
+
+def output(net: str) -> str:
+    """What network `net` outputs (see OUTPUTS)."""
+    return OUTPUTS.get(net, "generative")
 
 
 def build(model_config, data_shape, num_classes: int, seed: int, vocab_size: int = 0) -> nnx.Module:
