@@ -30,6 +30,7 @@ class Spec:
     grid: str = "process"  # "process" (the process's power grid), "edm" (EDM's rho grid in
     # sigma / alpha) or "ends" (adaptive: only the end points; it chooses its own steps)
     categoricals: bool = False  # draws categoricals (float64 Gumbel-max; float32 on request)
+    eta_noise: bool = False  # eta scales its only noise: deterministic at eta = 0 (ddim, em)
 
 
 def step(move, takes_eta: bool = False) -> Callable:
@@ -46,12 +47,13 @@ SPECS = {
     "heun_edm": Spec(lambda eta, f64: solvers.heun_edm, "gaussian", grid="edm"),
     "ddpm": Spec(lambda eta, f64: solvers.ddpm, "gaussian", move=step(solvers.ddpm_move)),
     "ddim": Spec(
-        lambda eta, f64: solvers.ddim(eta), "gaussian", step(solvers.ddim_move, True), eta=0.0
+        lambda eta, f64: solvers.ddim(eta), "gaussian", step(solvers.ddim_move, True), eta=0.0,
+        eta_noise=True,
     ),
     # EDM's grid keeps explicit Euler-Maruyama stable (see `grid`)
     "em": Spec(
         lambda eta, f64: solvers.euler_maruyama(eta), "gaussian", step(solvers.em_move, True),
-        eta=1.0, grid="edm",
+        eta=1.0, grid="edm", eta_noise=True,
     ),
     # adaptive: PID-controlled at rtol = atol = solvers.ADAPTIVE_TOLERANCE (diffrax)
     "adaptive": Spec(lambda eta, f64: solvers.adaptive, "gaussian", grid="ends"),  # Tsit5
@@ -73,6 +75,17 @@ SPECS = {
     "first_hitting": Spec(
         lambda eta, f64: discrete.first_hitting(f64), "masked", categoricals=True
     ),
+    # ReMDM remasking (cap, rescale, loop at t_on 0.55, t_off 0.05, alpha_on 0.9), eta at the
+    # defaults of its reference code; eta = 0 is the ancestral sampler
+    **{
+        f"remdm_{kind}": Spec(
+            functools.partial(lambda kind, eta, f64: discrete.remdm(kind, eta, f64), kind),
+            "masked",
+            functools.partial(lambda kind, eta, f64: discrete.remdm_step(kind, eta, f64), kind),
+            eta=eta, categoricals=True,
+        )
+        for kind, eta in (("cap", 0.008), ("rescale", 0.015), ("loop", 0.02))
+    },
     # a biased heuristic (MaskGIT's confidence order)
     "confidence": Spec(lambda eta, f64: discrete.confidence(f64), "masked", categoricals=True),
     "tau_leaping": Spec(
@@ -126,8 +139,8 @@ def check(family: str, name: str, eta=None, float64: bool = True) -> None:
 
 
 def effective_eta(name: str, eta=None):
-    """The noise scale a sampler runs with: the given eta, or its default (ddim 0, em 1); None
-    for samplers without one."""
+    """The noise scale a sampler runs with: the given eta, or its default (ddim 0, em 1, the
+    remasking strength of remdm_*); None for samplers without one."""
     default = SPECS[name].eta if name in SPECS else None
     if default is None:
         return None
@@ -139,9 +152,9 @@ def smc_step(family: str, name: str, eta=None, float64: bool = True):
     network once per step (ddim and em need eta > 0)."""
     check(family, name, eta, float64)
     spec, noise = SPECS[name], effective_eta(name, eta)
-    if spec.move is None or noise == 0:
+    if spec.move is None or (spec.eta_noise and noise == 0):
         usable = [n for n in names(family) if SPECS[n].move is not None]
-        with_eta = " and ".join(n for n in usable if SPECS[n].eta is not None)
+        with_eta = " and ".join(n for n in usable if SPECS[n].eta_noise)
         raise ValueError(
             f"SMC needs a stochastic step that evaluates the network once; sampler {name!r}"
             f"{f' with eta={eta}' if name in TAKES_ETA else ''} is not one (use one of "
@@ -156,7 +169,8 @@ def get(family: str, name: str, eta=None, float64: bool = True):
     Args:
         family: "flow", "diffusion", "shortcut", "meanflow", "masked" or "counts".
         name: one of `names(family)` (`described()` lists them).
-        eta: noise scale of ddim (default 0) and em (default 1); None for the others.
+        eta: noise scale of ddim (default 0) and em (default 1), remasking strength of the
+            remdm_* samplers (docs/math.md §3.7); None for the others.
         float64: categorical draws of the discrete families in float64 (the default).
 
     Returns:

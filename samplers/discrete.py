@@ -9,6 +9,8 @@ Masked diffusion (docs/math.md §3.3):
   (Zheng et al. 2024); equal in distribution to the ancestral sampler as T -> infinity.
 - `confidence`: MaskGIT-style unmasking of the most confident positions. A heuristic: it does not
   sample the model's distribution (biased), so never use it for likelihoods or oracle tests.
+- `remdm`: ReMDM's remasking samplers (cap, rescale, loop): unmasked tokens may be masked again
+  and redrawn, with every marginal q(z_s | x) kept; eta = 0 is the ancestral sampler.
 
 Categorical draws are float64 Gumbel-max by default (`float64=False` for the float32 variant).
 
@@ -20,6 +22,8 @@ Count flows (birth-death processes, docs/math.md §4.5):
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -140,6 +144,107 @@ def confidence(float64: bool = True):
         return z, {"nfe": jnp.array(grid.shape[0] - 1, jnp.int32)}
 
     return sampler
+
+
+# -- remasking (ReMDM) ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Remasking:
+    """ReMDM's remasking schedule (Wang et al. 2025; docs/math.md §3.7): on a step t -> s an
+    unmasked token is masked again with probability sigma, and a masked one is unmasked with
+    probability (alpha_s - (1 - sigma) alpha_t) / (1 - alpha_t), which keeps every marginal
+    q(z_s | x). kind "cap": sigma = min(eta, sigma_max); "rescale": sigma = eta sigma_max, with
+    sigma_max = min(1, (1 - alpha_s) / alpha_t); "loop": the masking level falls linearly from 1
+    to 1 - alpha_on over the sampler's times (t_on, 1], stays at 1 - alpha_on on (t_off, t_on]
+    while tokens are remasked with sigma = eta, and falls linearly to 0 on [0, t_off]; the
+    network is queried at the model's time of each level. eta = 0: the ancestral sampler."""
+
+    kind: str
+    eta: float
+    t_on: float = 0.55
+    t_off: float = 0.05
+    alpha_on: float = 0.9
+
+    def __post_init__(self):
+        if self.kind not in REMASKING:
+            raise ValueError(f"remasking kind must be one of {REMASKING}, got {self.kind!r}")
+        if self.eta < 0 or (self.kind == "rescale" and self.eta > 1):
+            raise ValueError(
+                f"remasking eta={self.eta} must lie in [0, 1] for rescale, >= 0 otherwise"
+            )
+        if self.kind == "loop":
+            if not 0 < self.t_off < self.t_on < 1 or not 0 < self.alpha_on < 1:
+                raise ValueError(
+                    f"remasking loop needs 0 < t_off < t_on < 1 and 0 < alpha_on < 1, got "
+                    f"t_off={self.t_off}, t_on={self.t_on}, alpha_on={self.alpha_on}"
+                )
+            if self.eta > (1 - self.alpha_on) / self.alpha_on:
+                raise ValueError(
+                    f"remasking loop eta={self.eta} exceeds (1 - alpha_on) / alpha_on = "
+                    f"{(1 - self.alpha_on) / self.alpha_on:.4g}, where the unmasking "
+                    f"probability would turn negative"
+                )
+
+    def mask_level(self, tau):
+        """loop: the masking level 1 - alpha at the sampler's time tau (piecewise linear)."""
+        tau = jnp.asarray(tau, jnp.float32)
+        on = 1.0 - self.alpha_on
+        above = 1.0 - (1.0 - tau) * self.alpha_on / (1.0 - self.t_on)
+        below = tau * on / self.t_off
+        return jnp.where(tau > self.t_on, above, jnp.where(tau <= self.t_off, below, on))
+
+    def levels(self, schedule, t, s, t_min):
+        """(alpha_t, alpha_s, sigma, the network's time) of a step t -> s."""
+        if self.kind == "loop":
+            m_t, m_s = self.mask_level(t), jnp.where(s <= t_min, 0.0, self.mask_level(s))
+            window = (t > self.t_off) & (t <= self.t_on)
+            sigma = jnp.minimum(jnp.where(window, self.eta, 0.0), sigma_max(1 - m_t, 1 - m_s))
+            return 1.0 - m_t, 1.0 - m_s, sigma, schedule.time_of_mask_prob(m_t)
+        a_t = schedule.alpha(t)
+        a_s = jnp.where(s <= t_min, 1.0, schedule.alpha(s))
+        if self.kind == "cap":
+            return a_t, a_s, jnp.minimum(self.eta, sigma_max(a_t, a_s)), t
+        return a_t, a_s, self.eta * sigma_max(a_t, a_s), t
+
+
+def sigma_max(a_t, a_s):
+    """The largest remasking probability that keeps (1 - alpha_s - sigma alpha_t) / (1 -
+    alpha_t), a masked token's probability to stay masked, >= 0: min(1, (1 - alpha_s) /
+    alpha_t)."""
+    return jnp.clip((1.0 - a_s) / jnp.maximum(a_t, 1e-30), 0.0, 1.0)
+
+
+REMASKING = ("cap", "rescale", "loop")
+
+
+def remask_move(remasking: Remasking, float64: bool = True):
+    """One ReMDM move t -> s (see `Remasking`): one network call at the step's level."""
+
+    def move(key, model, z, t, s):
+        p = model.process
+        a_t, a_s, sigma, t_net = remasking.levels(p.schedule, t, s, p.t_min)
+        lp = log_probs(model, z, t_net)
+        k_u, k_y = jax.random.split(key)
+        u = jax.random.uniform(k_u, z.shape)
+        masked = z == p.mask_id
+        unmask = jnp.where(a_t < 1.0, (a_s - (1.0 - sigma) * a_t) / (1.0 - a_t), 1.0)
+        y = categorical(k_y, lp, float64)
+        z = jnp.where(~masked & (u < sigma), p.mask_id, z)
+        return jnp.where(masked & (u < unmask), y, z)
+
+    return move
+
+
+def remdm(kind: str, eta: float, float64: bool = True, **loop):
+    """The ReMDM sampler of `Remasking(kind, eta, **loop)`: one network call per step (no output
+    cache: tokens may change on any step)."""
+    return make_sampler(remdm_step(kind, eta, float64, **loop))
+
+
+def remdm_step(kind: str, eta: float, float64: bool = True, **loop) -> Step:
+    """One ReMDM move as a particle-system `Step` (one network call)."""
+    return Step(remask_move(Remasking(kind, eta, **loop), float64), nfe=1)
 
 
 # -- count flows ---------------------------------------------------------------------------------

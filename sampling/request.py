@@ -44,7 +44,11 @@ class Request:
     )
     num_samples: int | None = field(None, "number of samples (default: the config's eval)")
     seed: int = field(0, "sampling seed: sample i depends only on (seed, i)")
-    eta: float | None = field(None, "noise scale of ddim (default 0) and em (default 1)")
+    eta: float | None = field(
+        None,
+        "noise scale of ddim (default 0) and em (default 1); remasking strength of remdm_cap, "
+        "remdm_rescale, remdm_loop (defaults 0.008, 0.015, 0.02)",
+    )
     categorical_float32: bool = field(
         False, "samplers that draw categoricals: float32 Gumbel-max (biased colder)"
     )

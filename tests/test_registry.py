@@ -21,6 +21,10 @@ NAMED_ORACLES = {
         "test_masked::test_confidence_sampler_unmasks_k_per_step_and_never_changes_tokens"
     ),
     "exact": "test_counts::test_c2_exact_thinning_reproduces_negative_binomial",
+    **{
+        f"remdm_{kind}": "test_remasking::test_remasking_samples_follow_their_exact_law"
+        for kind in ("cap", "rescale", "loop")
+    },
 }
 
 
@@ -38,7 +42,7 @@ def test_every_sampler_has_an_oracle_test():
 def test_every_particle_move_has_an_oracle_test():
     """Every one-evaluation stochastic move is checked steering toward a closed-form tilt."""
     moves = {n for n, s in samplers.SPECS.items() if s.move is not None}
-    covered = {*test_smc.GAUSSIAN_MOVES, *test_counts.STEPPED, "ancestral"}
+    covered = {*test_smc.GAUSSIAN_MOVES, *test_counts.STEPPED, *test_smc.MASKED_MOVES}
     assert covered == moves, covered ^ moves
 
 

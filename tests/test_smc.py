@@ -172,6 +172,7 @@ def test_fk_steering_reaches_the_tilted_mixture(kind):
 # every one-evaluation stochastic move of the Gaussian samplers (samplers.SPECS), with a noise
 # scale where it takes one (ddim needs eta > 0 to be stochastic)
 GAUSSIAN_MOVES = [n for n, s in samplers.SPECS.items() if s.kind == "gaussian" and s.move]
+MASKED_MOVES = [n for n, s in samplers.SPECS.items() if s.kind == "masked" and s.move]
 
 
 @pytest.mark.parametrize("name", GAUSSIAN_MOVES)
@@ -229,25 +230,36 @@ def test_settings_are_checked():
 # -- A8 (masked): FK steering of the Markov toy toward r(x) = #{i : x^i = 2} ---------------------
 
 
-def masked_steer(lam, n=20_000, steps=16):
+def masked_steer(name, lam, n=20_000, steps=16):
     process = masked.MaskedDiffusion(V, masked.linear(), time_agnostic=True)
     count = lambda x: jnp.sum(x == 2, axis=-1).astype(jnp.float32)
     potential = steering.reward_potential(count, lam, estimate=steering.masked_estimate())
-    sampler = smc.smc(samplers.smc_step("masked", "ancestral"), potential)
+    sampler = smc.smc(samplers.smc_step("masked", name), potential)
     grid = solvers.uniform_grid(steps)
     run = jax.jit(lambda k: sampler(k, DENOISER, process, (n, L), None, grid))
     return run(jax.random.key(0))
 
 
+def base_law(name, steps):
+    """The exact law of `steps` moves of a masked sampler (the ancestral chain, or a remasking
+    chain at its default eta), by dynamic programming."""
+    if name == "ancestral":
+        return ancestral_law(steps)
+    from tests.test_remasking import exact_law
+
+    return exact_law(name.removeprefix("remdm_"), samplers.effective_eta(name), steps)
+
+
 @pytest.mark.optimized
-def test_fk_steering_tilts_the_masked_toy():
-    """The base law of 16 ancestral steps is q_16 (docs/math.md M3), so the target is q_16 e^r / Z:
-    total variation within the Monte-Carlo floor (observed 0.027 at N = 20000, 0.042 at 8000),
-    far from the untilted law (0.40)."""
-    q = ancestral_law(16)
+@pytest.mark.parametrize("name", MASKED_MOVES)
+def test_fk_steering_tilts_the_masked_toy(name):
+    """The base law of 16 moves is q_16 (docs/math.md M3 for the ancestral chain, §3.7 for the
+    remasking ones), so the target is q_16 e^r / Z: total variation within the Monte-Carlo
+    floor (observed 0.027 at N = 20000, 0.042 at 8000), far from the untilted law (0.40)."""
+    q = base_law(name, 16)
     tilt = q * np.exp(np.sum(SEQS == 2, axis=1))
     tilt /= tilt.sum()
-    x, info = masked_steer(1.0)
+    x, info = masked_steer(name, 1.0)
     freq = law(x) / len(x)
     assert 0.5 * np.abs(freq - tilt).sum() < 0.035
     assert 0.5 * np.abs(freq - q).sum() > 0.3

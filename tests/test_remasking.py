@@ -1,0 +1,161 @@
+"""ReMDM remasking samplers against the enumerable Markov toy (docs/math.md §3.7): their exact
+T-step law by dynamic programming over every partial state, computed here from the equations
+(not from the sampler's code)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from difflab import samplers
+from difflab.models import masked
+from difflab.samplers import discrete, solvers
+from tests.test_masked import (
+    MASK,
+    P_TRUE,
+    SEQS,
+    STATE_INDEX,
+    STATE_LOGP,
+    STATES,
+    L,
+    V,
+    ancestral_law,
+    chi_square_p,
+    law,
+    sample,
+)
+
+T_ON, T_OFF, ALPHA_ON = 0.55, 0.05, 0.9
+
+
+def levels(kind, eta, t, s):
+    """(alpha_t, alpha_s, sigma) of a step t -> s under the linear schedule alpha_t = 1 - t."""
+    if kind == "loop":
+
+        def level(tau):
+            if tau > T_ON:
+                return 1 - (1 - tau) * ALPHA_ON / (1 - T_ON)
+            return tau * (1 - ALPHA_ON) / T_OFF if tau <= T_OFF else 1 - ALPHA_ON
+
+        a_t, a_s = 1 - level(t), 1 - (level(s) if s > 0 else 0.0)
+        top = min(1.0, (1 - a_s) / a_t) if a_t > 0 else 1.0
+        return a_t, a_s, min(eta if T_OFF < t <= T_ON else 0.0, top)
+    a_t, a_s = 1 - t, 1 - s
+    top = min(1.0, (1 - a_s) / a_t) if a_t > 0 else 1.0
+    return a_t, a_s, (min(eta, top) if kind == "cap" else eta * top)
+
+
+def kernel(a_t, a_s, sigma):
+    """The transition matrix over every partial state in {0..V-1, mask}^L: positions move
+    independently given z_t; masked ones unmask w.p. (a_s - (1 - sigma) a_t) / (1 - a_t) to a
+    token of the exact denoiser, unmasked ones are masked again w.p. sigma."""
+    p = np.exp(STATE_LOGP.astype(np.float64))  # [S, L, V]
+    p /= p.sum(-1, keepdims=True)  # float32 logits: exactly normalised here
+    unmask = (a_s - (1 - sigma) * a_t) / (1 - a_t) if a_t < 1 else 1.0
+    per = np.zeros((len(STATES), L, V + 1))
+    is_masked = STATES == MASK
+    per[..., :V] = np.where(is_masked[..., None], unmask * p, 0.0)
+    per[..., MASK] = np.where(is_masked, 1 - unmask, sigma)
+    stay = np.eye(V + 1)[STATES] * (1 - sigma)
+    per = np.where(is_masked[..., None], per, stay + np.eye(V + 1)[MASK] * sigma)
+    joint = per[:, 0]
+    for i in range(1, L):
+        joint = (joint[:, :, None] * per[:, i, None, :]).reshape(len(STATES), -1)
+    return joint
+
+
+@functools.cache
+def exact_law(kind, eta, steps):
+    """The law over the V^L sequences of `steps` remasking steps on the uniform grid."""
+    prob = np.zeros(len(STATES))
+    prob[STATE_INDEX[(MASK,) * L]] = 1.0
+    grid = np.linspace(1.0, 0.0, steps + 1)
+    for t, s in zip(grid[:-1], grid[1:], strict=True):
+        prob = prob @ kernel(*levels(kind, eta, t, s))
+    law = np.array([prob[STATE_INDEX[tuple(x)]] for x in SEQS])
+    assert abs(law.sum() - 1) < 1e-9  # every token unmasked at t = 0
+    return law
+
+
+def tv(a, b):
+    return 0.5 * np.abs(a - b).sum()
+
+
+ETAS = {"cap": 0.3, "rescale": 0.6, "loop": 0.1}
+
+
+@pytest.mark.parametrize("kind", discrete.REMASKING)
+def test_eta_zero_is_the_ancestral_chain(kind):
+    """sigma = 0: the ancestral chain's exact law (cap, rescale), and its samples."""
+    if kind != "loop":
+        np.testing.assert_allclose(exact_law(kind, 0.0, 8), ancestral_law(8), rtol=1e-5)
+    x, info = sample(discrete.remdm(kind, 0.0), 8, 40_000, seed=3)
+    assert chi_square_p(law(x), exact_law(kind, 0.0, 8)) > 1e-3
+    assert int(info["nfe"]) == 8
+
+
+@pytest.mark.optimized
+@pytest.mark.parametrize("kind", discrete.REMASKING)
+def test_remasking_samples_follow_their_exact_law(kind):
+    """With remasking the T-step law moves away from the ancestral one (TV 0.017 / 0.020 /
+    0.025 at T = 8), and the sampler's draws follow the remasking law (chi-square), not the
+    ancestral one (the test has the power to tell them apart)."""
+    eta = ETAS[kind]
+    want = exact_law(kind, eta, 8)
+    assert tv(want, exact_law(kind, 0.0, 8)) > 0.015
+    x, _ = sample(samplers.get("masked", f"remdm_{kind}", eta), 8, 60_000, seed=4)
+    assert not (x == MASK).any()
+    assert chi_square_p(law(x), want) > 1e-3
+    assert chi_square_p(law(x), exact_law(kind, 0.0, 8)) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["cap", "rescale"])
+def test_capped_and_rescaled_remasking_converge_to_p(kind):
+    """sigma <= sigma_max = O(1/T): the chain samples p as T grows, its error falling like 1/T
+    (TV 0.0097 / 0.0047 at T = 256 / 1024 for cap, eta = 0.3; the ancestral chain: 0.0014 at
+    256)."""
+    coarse, fine = (tv(exact_law(kind, ETAS[kind], T), P_TRUE) for T in (256, 1024))
+    assert fine < 0.006 and fine < coarse / 1.8
+
+
+def test_loop_remasking_errs_by_order_eta_at_any_number_of_steps():
+    """The loop remasks with a fixed sigma = eta in its window, so the positions redrawn
+    together on one step keep a factorisation error of order eta that more steps do not remove
+    (TV to p 0.0132 at eta = 0.1 and T = 1024, 0.0026 at ReMDM's eta = 0.02)."""
+    assert tv(exact_law("loop", 0.02, 1024), P_TRUE) < 0.004
+    strong = [tv(exact_law("loop", 0.1, T), P_TRUE) for T in (256, 1024)]
+    assert min(strong) > 3 * tv(exact_law("loop", 0.02, 1024), P_TRUE)
+    assert abs(strong[0] - strong[1]) < 0.002
+
+
+def test_the_loop_queries_the_model_at_the_time_of_each_masking_level():
+    """A cosine-schedule model is queried by the loop at t = (2 / pi) arcsin(level), the time
+    its own schedule reaches the loop's masking level."""
+    process = masked.MaskedDiffusion(V, masked.cosine())
+    seen = []
+
+    def spy(z, t, cond=None):
+        jax.debug.callback(lambda t: seen.append(float(np.asarray(t).ravel()[0])), t)
+        return jnp.zeros((*z.shape, V + 1))
+
+    grid = solvers.uniform_grid(10)
+    sampler = discrete.remdm("loop", 0.05)
+    jax.block_until_ready(sampler(jax.random.key(0), spy, process, (2, L), None, grid))
+    level = [
+        1 - (1 - t) * ALPHA_ON / (1 - T_ON)
+        if t > T_ON
+        else (t * (1 - ALPHA_ON) / T_OFF if t <= T_OFF else 1 - ALPHA_ON)
+        for t in np.asarray(grid[:-1], np.float64)
+    ]
+    np.testing.assert_allclose(seen, 2 / np.pi * np.arcsin(level), atol=2e-4)
+
+
+def test_bad_remasking_settings_are_named():
+    with pytest.raises(ValueError, match="remasking kind must be one of"):
+        discrete.Remasking("sometimes", 0.1)
+    with pytest.raises(ValueError, match="exceeds .1 - alpha_on. / alpha_on"):
+        discrete.Remasking("loop", 0.5)
+    with pytest.raises(ValueError, match="eta=1.5 must lie in"):
+        discrete.Remasking("rescale", 1.5)
