@@ -14,6 +14,8 @@
   (classifier guidance); `reward_potential` gives h = exp(r(x_hat(x_t, t))) at the denoised
   estimate, differentiated through the denoiser (reward guidance; with r = log N(y; A x_hat, s^2)
   the score form of DPS for a linear measurement y = A x + noise).
+- `shaped` (§3.7), masked diffusion: temperature and nucleus (top-p) sampling of the token
+  logits. It changes the law the samplers draw (off by default; never for likelihoods).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from difflab.models.common import expand
+from difflab.models.masked import NEG
 from difflab.models.mixing import classifier_free, interval_scale, network_passes
 
 __all__ = [
@@ -34,10 +37,9 @@ __all__ = [
     "network_passes",
     "reward_potential",
     "score_shifted",
+    "shaped",
 ]
 
-# Families whose predictions are Gaussian-path scores in disguise (velocity, eps, x0, v).
-GRADIENT_FAMILIES = ("flow", "diffusion")
 ALPHA_FLOOR_T = 1.0 - 1e-4  # sigma^2 / alpha is evaluated at t <= this (alpha_1 = 0 on flows)
 
 
@@ -172,3 +174,40 @@ def masked_classifier(
     guided.network_passes = network_passes(denoiser)
     guided.guidance_calls = length * process.vocab_size if exact else 1
     return guided
+
+
+def check_shape(temperature: float, top_p: float) -> None:
+    """A clear error for a temperature <= 0 or a top_p outside (0, 1]."""
+    if not temperature > 0 or not 0 < top_p <= 1:
+        raise ValueError(
+            f"temperature={temperature} must be > 0 and top_p={top_p} in (0, 1] (masked runs)"
+        )
+
+
+def shaped(denoiser, vocab_size: int, temperature: float = 1.0, top_p: float = 1.0):
+    """Masked token logits l [..., V'] reshaped for sampling (docs/math.md §3.7): l / temperature
+    over the V = vocab_size real tokens, then only the smallest set of most probable tokens whose
+    probability reaches top_p kept (the most probable always; the rest at NEG). Columns past V
+    (the mask's) pass through. temperature = top_p = 1: the denoiser itself."""
+    check_shape(temperature, top_p)
+    if temperature == 1 and top_p == 1:
+        return denoiser
+
+    def reshaped(z, t, cond=None, **kw):
+        logits = denoiser(z, t, cond, **kw).astype(jnp.float32)
+        tokens = logits[..., :vocab_size] / temperature
+        if top_p < 1:
+            probs = jax.nn.softmax(tokens, axis=-1)
+            order = jnp.argsort(-probs, axis=-1)
+            sorted_p = jnp.take_along_axis(probs, order, axis=-1)
+            before = jnp.cumsum(sorted_p, axis=-1) - sorted_p  # mass of the more probable ones
+            keep_sorted = before < top_p  # the first always (before = 0)
+            keep = jnp.put_along_axis(
+                jnp.zeros_like(keep_sorted), order, keep_sorted, axis=-1, inplace=False
+            )
+            tokens = jnp.where(keep, tokens, NEG)
+        return jnp.concatenate([tokens, logits[..., vocab_size:]], axis=-1)
+
+    reshaped.network_passes = network_passes(denoiser)
+    reshaped.guidance_calls = getattr(denoiser, "guidance_calls", 0)
+    return reshaped

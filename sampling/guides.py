@@ -48,6 +48,8 @@ class Guide:
     # trained classifier's residual gradient near t = 1 (chance accuracy there) wrecks the
     # samples (digits, euler 5 steps: Frechet distance 1.7e6 when guided on all of [0, 1])
     gradient_interval: tuple = (0.0, 0.95)
+    temperature: float = 1.0  # masked: token logits / temperature (changes the law)
+    top_p: float = 1.0  # masked: nucleus sampling of the tokens (changes the law)
 
     def name(self) -> str:
         """A short name of the setting for output folders ('' when nothing is set)."""
@@ -73,6 +75,10 @@ class Guide:
             parts.append("uncond")
         if self.gradient_interval != (0.0, 0.95):
             parts.append("gradint{:g}-{:g}".format(*self.gradient_interval))
+        if self.temperature != 1:
+            parts.append(f"temp{self.temperature:g}")
+        if self.top_p != 1:
+            parts.append(f"topp{self.top_p:g}")
         return "_".join(parts).replace(",", "-").replace(" ", "")
 
 
@@ -140,6 +146,12 @@ def check(
             f"observations (prompts, infilling, inpainting) condition the families "
             f"{guided_by('observe')}; {config.name!r} is {family!r}"
         )
+    if (guide.temperature != 1 or guide.top_p != 1) and families.get(family).data != "tokens":
+        raise ValueError(
+            f"--temperature and --top_p reshape the token logits of masked runs; "
+            f"{config.name!r} is {family!r}"
+        )
+    guidance.check_shape(guide.temperature, guide.top_p)
     if guide.prompt_scale is not None and "prompt" not in takes:
         raise ValueError(f"--prompt_scale guides masked models; {config.name!r} is {family!r}")
 
@@ -207,6 +219,9 @@ def guided_denoiser(comp, guide: Guide, denoiser, cfg_scale, classifier=None):
         denoiser = guidance.gradient(
             denoiser, comp.process, potential, guide.reward_scale, guide.gradient_interval
         )
+    if isinstance(comp.process, MaskedProcess):
+        vocab = comp.process.vocab_size
+        denoiser = guidance.shaped(denoiser, vocab, guide.temperature, guide.top_p)
     return denoiser
 
 

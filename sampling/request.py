@@ -97,6 +97,8 @@ class Request:
     )
     unconditional: bool = field(False, "conditional runs: the null-label model")
     replace: bool = field(True, "Gaussian inpainting: the denoised estimate takes the observation")
+    temperature: float = field(1.0, "masked runs: token logits / temperature (changes the law)")
+    top_p: float = field(1.0, "masked runs: nucleus sampling, the top-p tokens (changes the law)")
 
     def __post_init__(self):
         for name in ("cfg_interval", "guidance_interval"):
@@ -124,8 +126,8 @@ class Request:
         if self.steer is not None and self.guide() != guides.Guide():
             raise ValueError(
                 "guidance settings (classifier_scale, reward_guidance, svdd, cfg_interval, "
-                "prompt_scale, measurement_scale) apply to plain sampling; steer sets its own "
-                "target"
+                "prompt_scale, measurement_scale, temperature, top_p) apply to plain sampling; "
+                "steer sets its own target"
             )
 
     @property
@@ -156,7 +158,8 @@ class Request:
             reward_scale=self.reward_guidance, svdd=self.svdd, svdd_alpha=self.svdd_alpha,
             prompt_scale=self.prompt_scale, measurement_scale=self.measurement_scale,
             noise_std=self.noise_std, replace=self.replace, unconditional=self.unconditional,
-            gradient_interval=self.guidance_interval,
+            gradient_interval=self.guidance_interval, temperature=self.temperature,
+            top_p=self.top_p,
         )  # fmt: skip
 
     @property

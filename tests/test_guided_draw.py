@@ -127,3 +127,27 @@ def test_masked_classifier_guidance_through_draw():
     den = comp.denoiser(comp.init_params)
     exact = guided_denoiser(comp, Guide(classifier_scale=1.0), den, None, helper)
     assert exact.guidance_calls == 64 * 17
+
+
+def test_temperature_and_top_p_shape_masked_runs_only(runs):
+    """--temperature / --top_p reach the masked denoiser through the guide (and the classifier
+    passes it counts), and are refused on other families."""
+    from difflab.configs import masked_digits
+
+    flow, _ = runs
+    with pytest.raises(ValueError, match="--temperature and --top_p reshape the token logits"):
+        draw(flow, flow.init_params, "euler", 4, 8, 0, guide=Guide(temperature=0.5))
+    model = masked_digits.get_config()
+    model.model.width, model.model.depth = 16, 1
+    comp = build(model)
+    den = comp.denoiser(comp.init_params)
+    shaped = guided_denoiser(comp, Guide(temperature=0.5, top_p=0.9), den, None)
+    z = np.full((2, 64), comp.process.mask_id, np.int32)
+    t, cond = np.full(2, 0.5, np.float32), np.zeros(2, np.int32)
+    plain, sharp = (
+        comp.process.log_probs(den(z, t, cond), z),
+        comp.process.log_probs(shaped(z, t, cond), z),
+    )
+    assert not np.allclose(plain, sharp)
+    x, _ = draw(comp, comp.init_params, "remdm_cap", 3, 2, 0, guide=Guide(temperature=0.5))
+    assert x.shape == (2, 64) and (x < 17).all()

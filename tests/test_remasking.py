@@ -11,7 +11,7 @@ import pytest
 
 from difflab import samplers
 from difflab.models import masked
-from difflab.samplers import discrete, solvers
+from difflab.samplers import discrete, guidance, solvers
 from tests.test_masked import (
     MASK,
     P_TRUE,
@@ -159,3 +159,48 @@ def test_bad_remasking_settings_are_named():
         discrete.Remasking("loop", 0.5)
     with pytest.raises(ValueError, match="eta=1.5 must lie in"):
         discrete.Remasking("rescale", 1.5)
+
+
+# -- temperature and nucleus sampling of the token logits (every masked sampler) -----------------
+
+P5 = np.array([0.4, 0.25, 0.15, 0.12, 0.08])
+
+
+def shaped_law(temperature, top_p):
+    """p^(1/T) / Z, then the most probable tokens whose mass reaches top_p, renormalised."""
+    q = P5 ** (1 / temperature)
+    q /= q.sum()
+    order = np.argsort(-q)
+    before = np.cumsum(q[order]) - q[order]
+    keep = np.zeros(len(q), bool)
+    keep[order[before < top_p]] = True
+    q = np.where(keep, q, 0.0)
+    return q / q.sum()
+
+
+@pytest.mark.parametrize("name", samplers.names("masked"))
+@pytest.mark.parametrize("temperature, top_p", [(0.5, 1.0), (1.0, 0.7), (2.0, 0.8)])
+def test_every_masked_sampler_draws_the_shaped_law(name, temperature, top_p):
+    """One position, constant logits: a token is drawn once, from the shaped law (temperature
+    0.5 squares p; top_p 0.7 keeps 0.4, 0.25, 0.15; both together) and not from p."""
+    process = masked.MaskedDiffusion(len(P5), masked.linear())
+    logits = jnp.log(jnp.asarray(np.append(P5, 1e-12), jnp.float32))
+    den = lambda z, t, cond=None: jnp.broadcast_to(logits, (*z.shape, len(P5) + 1))
+    den = guidance.shaped(den, len(P5), temperature, top_p)
+    sampler = samplers.get("masked", name)
+    run = jax.jit(lambda k: sampler(k, den, process, (20_000, 1), None, solvers.uniform_grid(4)))
+    x = np.asarray(run(jax.random.key(1))[0])[:, 0]
+    counts = np.bincount(x, minlength=len(P5))
+    want = shaped_law(temperature, top_p)
+    assert counts[want == 0].sum() == 0
+    assert chi_square_p(counts, want) > 1e-3
+    assert chi_square_p(counts, P5) < 1e-6
+
+
+def test_shaping_is_off_by_default_and_checked():
+    den = lambda z, t, cond=None: z
+    assert guidance.shaped(den, 3) is den
+    with pytest.raises(ValueError, match="temperature=0 must be > 0"):
+        guidance.shaped(den, 3, temperature=0)
+    with pytest.raises(ValueError, match=r"top_p=1.5 in \(0, 1\]"):
+        guidance.shaped(den, 3, top_p=1.5)
