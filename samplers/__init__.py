@@ -86,6 +86,10 @@ SPECS = {
         )
         for kind, eta in (("cap", 0.008), ("rescale", 0.015), ("loop", 0.02))
     },
+    # several tokens per call while sum H - max H <= gamma (EB-sampler); eta is gamma
+    "entropy_bounded": Spec(
+        lambda eta, f64: discrete.entropy_bounded(eta, f64), "masked", eta=0.1, categoricals=True
+    ),
     # a biased heuristic (MaskGIT's confidence order)
     "confidence": Spec(lambda eta, f64: discrete.confidence(f64), "masked", categoricals=True),
     "tau_leaping": Spec(
@@ -170,7 +174,8 @@ def get(family: str, name: str, eta=None, float64: bool = True):
         family: "flow", "diffusion", "shortcut", "meanflow", "masked" or "counts".
         name: one of `names(family)` (`described()` lists them).
         eta: noise scale of ddim (default 0) and em (default 1), remasking strength of the
-            remdm_* samplers (docs/math.md §3.7); None for the others.
+            remdm_* samplers (docs/math.md §3.7), entropy budget gamma of entropy_bounded
+            (§3.8); None for the others.
         float64: categorical draws of the discrete families in float64 (the default).
 
     Returns:

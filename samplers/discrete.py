@@ -9,6 +9,8 @@ Masked diffusion (docs/math.md §3.3):
   (Zheng et al. 2024); equal in distribution to the ancestral sampler as T -> infinity.
 - `confidence`: MaskGIT-style unmasking of the most confident positions. A heuristic: it does not
   sample the model's distribution (biased), so never use it for likelihoods or oracle tests.
+- `entropy_bounded`: several tokens per network call while an entropy bound on the error holds
+  (EB-sampler); adaptive NFE.
 - `remdm`: ReMDM's remasking samplers (cap, rescale, loop): unmasked tokens may be masked again
   and redrawn, with every marginal q(z_s | x) kept; eta = 0 is the ancestral sampler.
 
@@ -113,6 +115,51 @@ def first_hitting(float64: bool = True):
         t0 = jnp.full((batch,), grid[0], jnp.float32)
         steps = jnp.linspace(grid[0], 0.0, length + 1)  # only the trip count matters
         z, _, nfe = scan_grid(move, key, (z, t0, jnp.array(0, jnp.int32)), steps)
+        return z, {"nfe": nfe}
+
+    return sampler
+
+
+def entropy_bounded(gamma: float = 0.1, float64: bool = True):
+    """The entropy-bounded (EB) sampler (Ben-Hamu et al. 2025; docs/math.md §3.8): each network
+    call unmasks the masked positions in order of increasing entropy H_i of p_theta(. | z), as
+    many as keep sum_U H_i - max_U H_i <= gamma (at least one), each drawn independently from
+    p_theta(. | z). gamma = 0: one token per call (exact with the exact denoiser, in this
+    state-dependent order); large gamma: every position in one call. The network sees the time
+    whose masking probability is the masked fraction. Only the grid's trip count matters (L
+    steps); info["nfe"] counts the calls that unmasked something (the adaptive cost)."""
+    if not gamma >= 0:
+        raise ValueError(f"entropy-bounded sampler: gamma={gamma} must be >= 0")
+
+    def sampler(key, denoiser, process, shape, cond, grid):
+        model = Bound(denoiser, process, cond)
+        z = process.prior(None, shape)
+        batch, length = shape
+
+        def move(k, state, t_unused, s_unused):
+            del t_unused, s_unused
+            z, calls = state
+            masked = z == process.mask_id
+            n = jnp.sum(masked, axis=1)
+            t = process.schedule.time_of_mask_prob(n / length)
+            lp = jax.lax.cond(  # no call once every position is filled
+                jnp.any(n > 0),
+                lambda: log_probs(model, z, t),
+                lambda: jnp.zeros((batch, length, process.vocab_size), jnp.float32),
+            )
+            entropy = -jnp.sum(jnp.exp(lp) * lp, axis=-1)
+            order = jnp.argsort(jnp.where(masked, entropy, jnp.inf), axis=1)  # masked first
+            ranked = jnp.take_along_axis(jnp.where(masked, entropy, 0.0), order, axis=1)
+            spent = jnp.cumsum(ranked, axis=1) - jax.lax.cummax(ranked, axis=1)
+            within = jnp.take_along_axis(masked, order, axis=1) & (spent <= gamma)
+            count = jnp.maximum(jnp.sum(within, axis=1), 1)
+            rank = jnp.argsort(order, axis=1)
+            chosen = masked & (rank < count[:, None])
+            z = jnp.where(chosen, categorical(k, lp, float64), z)
+            return z, calls + jnp.any(n > 0)
+
+        steps = jnp.linspace(grid[0], 0.0, length + 1)  # only the trip count matters
+        z, nfe = scan_grid(move, key, (z, jnp.array(0, jnp.int32)), steps)
         return z, {"nfe": nfe}
 
     return sampler

@@ -21,6 +21,9 @@ NAMED_ORACLES = {
         "test_masked::test_confidence_sampler_unmasks_k_per_step_and_never_changes_tokens"
     ),
     "exact": "test_counts::test_c2_exact_thinning_reproduces_negative_binomial",
+    "entropy_bounded": (
+        "test_remasking::test_entropy_bounded_at_gamma_zero_is_exact_with_one_token_per_call"
+    ),
     **{
         f"remdm_{kind}": "test_remasking::test_remasking_samples_follow_their_exact_law"
         for kind in ("cap", "rescale", "loop")

@@ -11,8 +11,9 @@ import pytest
 
 from difflab import samplers
 from difflab.models import masked
-from difflab.samplers import discrete, guidance, solvers
+from difflab.samplers import discrete, guidance, independent, solvers
 from tests.test_masked import (
+    DENOISER,
     MASK,
     P_TRUE,
     SEQS,
@@ -204,3 +205,76 @@ def test_shaping_is_off_by_default_and_checked():
         guidance.shaped(den, 3, temperature=0)
     with pytest.raises(ValueError, match=r"top_p=1.5 in \(0, 1\]"):
         guidance.shaped(den, 3, top_p=1.5)
+
+
+# -- entropy-bounded unmasking (EB-sampler, docs/math.md §3.8) ------------------------------------
+
+
+def test_entropy_bounded_at_gamma_zero_is_exact_with_one_token_per_call():
+    """gamma = 0: one token per call, in order of increasing entropy: with the exact denoiser any
+    state-dependent order samples p exactly (chi-square), at L calls."""
+    x, info = sample(discrete.entropy_bounded(0.0), 4, 40_000, seed=5)
+    assert chi_square_p(law(x), P_TRUE) > 1e-3
+    assert int(info["nfe"]) == L
+
+
+def test_entropy_bounded_with_a_large_budget_draws_every_token_in_one_call():
+    """gamma = infinity: one call draws every position from its marginal given the all-masked
+    sequence, so the law is the product of those marginals (chi-square), far from p."""
+    x, info = sample(discrete.entropy_bounded(1e9), 4, 40_000, seed=6)
+    assert int(info["nfe"]) == 1
+    marg = np.exp(STATE_LOGP[STATE_INDEX[(MASK,) * L]].astype(np.float64))
+    marg /= marg.sum(-1, keepdims=True)
+    product = np.prod([marg[i, SEQS[:, i]] for i in range(L)], axis=0)
+    assert chi_square_p(law(x), product) > 1e-3
+    assert chi_square_p(law(x), P_TRUE) < 1e-6
+
+
+def test_entropy_bounded_trades_calls_for_error_as_gamma_grows():
+    """Between the two: fewer calls as gamma grows (per-sample means 4 / 3.08 / 2.0 at gamma =
+    0 / 1 / 1.5; the toy's entropies are near 1 nat), the error growing from the exact
+    sampler's Monte Carlo floor (TV 0.02 / 0.15 / 0.27)."""
+    calls, errors = [], []
+    process = masked.MaskedDiffusion(V, masked.linear(), time_agnostic=True)
+    keys = jax.random.split(jax.random.key(7), 20_000)
+    grid = solvers.uniform_grid(4)
+    for gamma in (0.0, 1.0, 1.5):
+        sampler = independent.independent(discrete.entropy_bounded(gamma))
+        run = jax.jit(lambda k, s=sampler: s(k, DENOISER, process, (20_000, L), None, grid))
+        x, info = run(keys)
+        calls.append(float(np.mean(info["nfe"])))
+        errors.append(tv(law(np.asarray(x)) / 20_000, P_TRUE))
+    assert calls[0] == L and calls[0] > calls[1] > calls[2] >= 1
+    assert errors[0] < 0.03 and errors[2] > errors[0] + 0.1
+
+
+def test_entropy_bounded_unmasks_the_lowest_entropy_positions_within_the_budget():
+    """Positions with entropies 0.1, 1.0, 0.05, 0.5 nats and gamma = 0.2: sorted 0.05, 0.1, 0.5,
+    1.0, the spent budget sum - max is 0, 0.05, 0.15, 0.65, so the first call unmasks positions
+    2, 0 and 3, the second position 1; each call at the model's time of the masked fraction."""
+
+    def logits_with_entropy(h):
+        """Two-token logits [l, 0] whose entropy is h (bisection on l)."""
+        lo, hi = 0.0, 30.0
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            p = 1 / (1 + np.exp(-mid))
+            ent = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+            lo, hi = (mid, hi) if ent > h else (lo, mid)
+        return [lo, 0.0, -1e9]
+
+    table = jnp.asarray([logits_with_entropy(h) for h in (0.1, 1.0, 0.05, 0.5)], jnp.float32)
+    seen = []
+
+    def spy(z, t, cond=None):
+        jax.debug.callback(lambda z, t: seen.append((np.asarray(z)[0] == 2, float(t[0]))), z, t)
+        return jnp.broadcast_to(table, (*z.shape, 3))
+
+    process = masked.MaskedDiffusion(2, masked.cosine())
+    sampler = discrete.entropy_bounded(0.2)
+    _, info = sampler(jax.random.key(0), spy, process, (1, 4), None, solvers.uniform_grid(4))
+    assert int(info["nfe"]) == 2
+    masks, times = zip(*seen[:2], strict=True)
+    np.testing.assert_array_equal(masks, [[True] * 4, [False, True, False, False]])
+    # the model's time at the masked fraction: cosine 1 - alpha_t = sin(pi t / 2) = 1, then 1/4
+    np.testing.assert_allclose(np.sin(np.pi / 2 * np.array(times)), [1.0, 0.25], atol=1e-6)
