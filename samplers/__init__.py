@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from difflab.models import families
 from difflab.models.protocols import ShortcutProcess
-from difflab.samplers import discrete, few_step, solvers
+from difflab.samplers import discrete, few_step, multistep, solvers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +55,11 @@ SPECS = {
         lambda eta, f64: solvers.euler_maruyama(eta), "gaussian", step(solvers.em_move, True),
         eta=1.0, grid="edm", eta_noise=True,
     ),
+    # multistep exponential integrators in data prediction, one call per step (docs/math.md §1.5f)
+    "dpmpp_2m": Spec(lambda eta, f64: multistep.dpmpp(2), "gaussian"),
+    "dpmpp_3m": Spec(lambda eta, f64: multistep.dpmpp(3), "gaussian"),
+    "dpmpp_2m_sde": Spec(lambda eta, f64: multistep.dpmpp_2m_sde(), "gaussian"),
+    "unipc": Spec(lambda eta, f64: multistep.unipc(), "gaussian"),
     # adaptive: PID-controlled at rtol = atol = solvers.ADAPTIVE_TOLERANCE (diffrax)
     "adaptive": Spec(lambda eta, f64: solvers.adaptive, "gaussian", grid="ends"),  # Tsit5
     "tsit5": Spec(

@@ -66,6 +66,20 @@ def edm_grid(
     return jnp.concatenate([t, jnp.zeros(1)])
 
 
+def logsnr_grid(process, steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0):
+    """Steps uniform in lambda = log(alpha / sigma) between sigma~ = sigma / alpha = sigma_max and
+    sigma_min (clamped to the process's range, as `edm_grid`), from t = 1 and to the process's
+    t_min: [steps + 1] times, the first and last step reaching the ends (docs/math.md §1.5f)."""
+    _check_steps(steps)
+    t_min = process.t_min
+    lo = max(-2.0 * float(jnp.log(sigma_max)), float(process.log_snr(1.0)))
+    hi = min(-2.0 * float(jnp.log(sigma_min)), float(process.log_snr(max(t_min, 1e-6))))
+    lam = jnp.linspace(lo, hi, max(steps - 1, 1), dtype=jnp.float32)
+    inner = invert_decreasing(process.log_snr, lam, t_min, 1.0)
+    inner = inner if steps > 1 else inner[:0]
+    return jnp.concatenate([jnp.ones(1), inner, jnp.full(1, t_min)]).astype(jnp.float32)
+
+
 def _check_steps(steps):
     if int(steps) != steps or steps < 1:
         raise ValueError(f"number of sampling steps must be a positive integer, got {steps!r}")
@@ -314,7 +328,7 @@ def adaptive(
     atol: float = ADAPTIVE_TOLERANCE,
     max_steps: int = 4096,
 ):
-    """Adaptive probability-flow ODE from grid[0] to grid[-1] (docs/math.md §1.5e)."""
+    """Adaptive probability-flow ODE from grid[0] to grid[-1] (docs/math.md §1.5f)."""
     k_prior, _ = jax.random.split(key)  # the same x1 as the fixed-step samplers for this key
     x1 = process.prior(k_prior, shape, grid[0])
     model = Bound(denoiser, process, cond)

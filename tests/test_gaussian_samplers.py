@@ -29,6 +29,7 @@ PROCESSES = {
     "vp_linear": continuous.GaussianDiffusion(continuous.linear_beta(), "v"),
 }
 STEPS = {"euler": 200, "heun": 50, "heun_edm": 64, "ddpm": 500, "ddim": 100, "em": 500}
+STEPS |= {"dpmpp_2m": 40, "dpmpp_3m": 40, "dpmpp_2m_sde": 100, "unipc": 40}
 
 
 def ks_statistic(x, process):
@@ -55,6 +56,7 @@ def draw(process_name, sampler_name, steps):
 
 
 NFE_PER_STEP = {"euler": 1, "heun": 2, "ddpm": 1, "ddim": 1, "em": 1}
+NFE_PER_STEP |= {"dpmpp_2m": 1, "dpmpp_3m": 1, "dpmpp_2m_sde": 1, "unipc": 1}
 
 
 # Every Gaussian sampler of the registry (samplers.SPECS): one added without a STEPS entry here
