@@ -14,6 +14,7 @@
   (classifier guidance); `reward_potential` gives h = exp(r(x_hat(x_t, t))) at the denoised
   estimate, differentiated through the denoiser (reward guidance; with r = log N(y; A x_hat, s^2)
   the score form of DPS for a linear measurement y = A x + noise).
+- `autoguided` (§6.5): D_weak + w (D - D_weak), guidance by a weaker version of the model.
 - `shaped` (§3.7), masked diffusion: temperature and nucleus (top-p) sampling of the token
   logits. It changes the law the samplers draw (off by default; never for likelihoods).
 """
@@ -38,6 +39,7 @@ __all__ = [
     "reward_potential",
     "score_shifted",
     "shaped",
+    "autoguided",
 ]
 
 ALPHA_FLOOR_T = 1.0 - 1e-4  # sigma^2 / alpha is evaluated at t <= this (alpha_1 = 0 on flows)
@@ -211,3 +213,23 @@ def shaped(denoiser, vocab_size: int, temperature: float = 1.0, top_p: float = 1
     reshaped.network_passes = network_passes(denoiser)
     reshaped.guidance_calls = getattr(denoiser, "guidance_calls", 0)
     return reshaped
+
+
+def autoguided(denoiser, weak, scale: float, interval=None):
+    """Autoguidance (Karras et al. 2024; docs/math.md §6.5): D_w = D_weak + w (D - D_weak), the
+    model guided away from a weaker version of itself (an earlier checkpoint, a smaller model),
+    linear in the family's natural prediction as CFG is; w = 1: the model itself. Each call
+    evaluates both networks (`network_passes` adds up).
+
+    Args:
+        denoiser, weak: (x [B, ...], t [B], cond, **kw) -> prediction [B, ...] of the same
+            family, process and data shape.
+        scale: w. interval: (t_lo, t_hi) where w applies (1 elsewhere), or None.
+    """
+
+    def guided(x, t, cond=None, **kw):
+        strong, poor = denoiser(x, t, cond, **kw), weak(x, t, cond, **kw)
+        return poor + interval_scale(scale, interval, t, strong) * (strong - poor)
+
+    guided.network_passes = network_passes(denoiser) + network_passes(weak)
+    return guided

@@ -70,14 +70,15 @@ def check_request(config, sampler, steps, num, eta, float32: bool, cfg_scale):
     return sampler, steps, num
 
 
-def check_experts(comp: Components, experts) -> None:
-    """Product experts share the run's data shape and forward process (docs/math.md §7.4)."""
+def check_experts(comp: Components, experts, role: str = "expert") -> None:
+    """Product experts (docs/math.md §7.4) and autoguidance's weak model share the run's data
+    shape and forward process."""
     own = {k: v for k, v in comp.config.process.to_dict().items() if k != "label_dropout"}
     for expert, _ in experts:
         theirs = {k: v for k, v in expert.config.process.to_dict().items() if k != "label_dropout"}
         if theirs != own or tuple(expert.dataset.shape) != tuple(comp.dataset.shape):
             raise ValueError(
-                f"expert {expert.config.name!r} must share the data shape {comp.dataset.shape} "
+                f"{role} {expert.config.name!r} must share the data shape {comp.dataset.shape} "
                 f"and the forward process of {comp.config.name!r} ({own}); it has "
                 f"{expert.dataset.shape} and {theirs}"
             )
@@ -99,6 +100,7 @@ def compiled_sampler(
     classifier=None,
     observed: bool = False,
     value=None,
+    weak=None,
 ):
     """The jitted (key, indices, params, cond, expert_params, helper_params, observed) ->
     (x, info) of one sampling setting and `rows` samples, built once per setting and kept on the
@@ -122,7 +124,7 @@ def compiled_sampler(
         unlabelled,
     )
     setting += (devices,)
-    setting += (per_sample, guide, id(classifier), id(value), bool(observed))
+    setting += (per_sample, guide, id(classifier), id(value), bool(observed), id(weak))
     setting += tuple(id(e) for e, _ in experts)
     cache = comp.compiled
     if setting not in cache:
@@ -131,9 +133,12 @@ def compiled_sampler(
         spread = mesh if mesh is not None and mesh.devices.size > 1 else None
 
         def run(key, indices, params, cond, expert_params, helper_params, observation):
-            clf_params, value_params = helper_params or (None, None)
+            clf_params, value_params, weak_params = helper_params or (None, None, None)
             clf = None if classifier is None else (classifier, clf_params)
-            denoiser = guides.guided_denoiser(comp, guide, comp.denoiser(params), cfg_scale, clf)
+            poor = None if weak is None else weak.denoiser(weak_params)
+            denoiser = guides.guided_denoiser(
+                comp, guide, comp.denoiser(params), cfg_scale, clf, poor
+            )
             process = guides.guided_process(comp, guide, observation)
             if steer is None:
                 values = None if value is None else (value, value_params)
@@ -204,6 +209,7 @@ def draw_chunks(
     classifier=None,
     observed=None,
     value=None,
+    weak=None,
 ):
     """Yields (start, stop, x, info) for samples [start, stop) of `num`, in chunks of batch_size
     split over `devices` (default: this process's): sample i depends only on (seed, i), so any
@@ -221,6 +227,13 @@ def draw_chunks(
         observed = guides.checked_observation(comp, *observed, num)
     guides.check(comp.config, guide, sampler_name, eta, cfg_scale, classifier_config, observed)
     guides.check_value(comp.config, guide, None if value is None else value[0].config)
+    if (guide.autoguide_scale is None) != (weak is None):
+        raise ValueError(
+            "autoguidance needs both the weak model (weak=, --autoguide) and its scale "
+            "(Guide.autoguide_scale, --guide_scale)"
+        )
+    if weak is not None:
+        check_experts(comp, [weak], "the weak model of autoguidance")
     if guide.classifier_scale and labels is None:
         labels = np.arange(num) % classifier[0].num_classes
     rows = check_batch_size(batch_size, num, steer)
@@ -249,6 +262,7 @@ def draw_chunks(
     padded = -(-rows // mesh.devices.size) * mesh.devices.size  # whole rows per device
     clf_comp, clf_params = (None, None) if classifier is None else classifier
     value_comp, value_params = (None, None) if value is None else value
+    weak_comp, weak_params = (None, None) if weak is None else weak
     run = compiled_sampler(
         comp,
         sampler_name,
@@ -265,10 +279,11 @@ def draw_chunks(
         clf_comp,
         observed is not None,
         value_comp,
+        weak_comp,
     )
     split, whole = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
     params, expert_params, helper_params = place(
-        (params, tuple(p for _, p in experts), (clf_params, value_params)), whole
+        (params, tuple(p for _, p in experts), (clf_params, value_params, weak_params)), whole
     )
     key = jax.random.key(seed)
     ranges = chunk_ranges(0, num, rows) if ranges is None else ranges
@@ -312,7 +327,8 @@ def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed
     faster compile, for evaluation during training). guide: a `sampling.guides.Guide`
     (CFG interval, classifier / reward-gradient guidance, SVDD, prompt and measurement
     guidance); classifier / value: (Components, params) of a classifier run / of a value run
-    (SVDD-MC values); observed: (values, known)
+    (SVDD-MC values); weak: (Components, params) of autoguidance's weak model (with
+    guide.autoguide_scale); observed: (values, known)
     rows (cycled over the samples) that condition every sample (prompts, infilling,
     inpainting). info["nfe"] counts network passes (a CFG call is two), info["denoiser_calls"]
     the calls, info["classifier_calls"] the classifier's passes.

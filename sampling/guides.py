@@ -48,6 +48,7 @@ class Guide:
     # trained classifier's residual gradient near t = 1 (chance accuracy there) wrecks the
     # samples (digits, euler 5 steps: Frechet distance 1.7e6 when guided on all of [0, 1])
     gradient_interval: tuple = (0.0, 0.95)
+    autoguide_scale: float | None = None  # w of D_weak + w (D - D_weak) (a weak run beside)
     temperature: float = 1.0  # masked: token logits / temperature (changes the law)
     top_p: float = 1.0  # masked: nucleus sampling of the tokens (changes the law)
 
@@ -75,6 +76,8 @@ class Guide:
             parts.append("uncond")
         if self.gradient_interval != (0.0, 0.95):
             parts.append("gradint{:g}-{:g}".format(*self.gradient_interval))
+        if self.autoguide_scale is not None:
+            parts.append(f"autoguide{self.autoguide_scale:g}")
         if self.temperature != 1:
             parts.append(f"temp{self.temperature:g}")
         if self.top_p != 1:
@@ -98,9 +101,14 @@ def check(
             "--unconditional and --cfg_scale exclude each other (CFG w = 0 is the "
             "unconditional model)"
         )
+    if guide.autoguide_scale is not None and cfg_scale is not None:
+        raise ValueError(
+            "--autoguide and --cfg_scale exclude each other (both guide the run's prediction; "
+            "give one)"
+        )
     if guide.cfg_interval is not None:
         lo, hi = guide.cfg_interval
-        if cfg_scale is None:
+        if cfg_scale is None and guide.autoguide_scale is None:
             raise ValueError("--cfg_interval sets where --cfg_scale applies; give --cfg_scale")
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"--cfg_interval={lo},{hi} must satisfy 0 <= t_lo <= t_hi <= 1")
@@ -187,11 +195,15 @@ def classifier_log_probs(classifier, params):
     return lambda x, t: classifier.process.log_probs(net(x, t))
 
 
-def guided_denoiser(comp, guide: Guide, denoiser, cfg_scale, classifier=None):
-    """The run's denoiser with CFG (and its interval), classifier and reward-gradient guidance.
-    classifier: (Components, params) of a classifier run."""
+def guided_denoiser(comp, guide: Guide, denoiser, cfg_scale, classifier=None, weak=None):
+    """The run's denoiser with CFG (and its interval), autoguidance, classifier and
+    reward-gradient guidance. classifier: (Components, params) of a classifier run; weak: the
+    denoiser of the weak model of autoguidance."""
     if guide.unconditional:
         denoiser = null_label(denoiser)
+        weak = None if weak is None else null_label(weak)
+    if guide.autoguide_scale is not None:
+        denoiser = guidance.autoguided(denoiser, weak, guide.autoguide_scale, guide.cfg_interval)
     if cfg_scale is not None:
         denoiser = guidance.classifier_free(denoiser, cfg_scale, guide.cfg_interval)
     if guide.classifier_scale and isinstance(comp.process, MaskedProcess):

@@ -97,6 +97,10 @@ class Request:
     )
     unconditional: bool = field(False, "conditional runs: the null-label model")
     replace: bool = field(True, "Gaussian inpainting: the denoised estimate takes the observation")
+    autoguide: Any = field(
+        None, "autoguidance's weak model: a checkpoint step of this run, or another run's workdir"
+    )
+    guide_scale: float = field(2.0, "autoguidance weight w of D_weak + w (D - D_weak)")
     temperature: float = field(1.0, "masked runs: token logits / temperature (changes the law)")
     top_p: float = field(1.0, "masked runs: nucleus sampling, the top-p tokens (changes the law)")
 
@@ -126,7 +130,8 @@ class Request:
         if self.steer is not None and self.guide() != guides.Guide():
             raise ValueError(
                 "guidance settings (classifier_scale, reward_guidance, svdd, cfg_interval, "
-                "prompt_scale, measurement_scale, temperature, top_p) apply to plain sampling; "
+                "prompt_scale, measurement_scale, temperature, top_p, autoguide) apply to plain "
+                "sampling; "
                 "steer sets its own target"
             )
 
@@ -160,6 +165,7 @@ class Request:
             noise_std=self.noise_std, replace=self.replace, unconditional=self.unconditional,
             gradient_interval=self.guidance_interval, temperature=self.temperature,
             top_p=self.top_p,
+            autoguide_scale=None if self.autoguide is None else self.guide_scale,
         )  # fmt: skip
 
     @property
@@ -199,7 +205,9 @@ class Request:
         parts += [] if steer is None else [steer.name()]
         parts += [] if steer is None or steer.label is None else [f"label{steer.label}"]
         parts += [f"seed{self.seed}", f"ckpt{checkpoint}"]
-        return "_".join(parts + [p for p in (self.guide().name(), self.observed_name()) if p])
+        weak = "" if self.autoguide is None else "weak" + os.path.basename(str(self.autoguide))
+        named = (self.guide().name(), weak, self.observed_name())
+        return "_".join(parts + [p for p in named if p])
 
     def observed_name(self) -> str:
         """The observation's part of the output folder's name."""
@@ -217,6 +225,7 @@ class Request:
         # as JSON holds it (tuples become lists), so that a rerun's setting compares equal
         record |= dict(guide=json.loads(json.dumps(dataclasses.asdict(self.guide()))))
         record |= dict(classifier=workdir_of(self.classifier), value=workdir_of(self.value))
+        record |= dict(autoguide=workdir_of(self.autoguide))
         return record | dict(prompt=self.prompt, observed=workdir_of(self.observed))
 
     def record(self) -> dict:
@@ -231,7 +240,8 @@ class Request:
         out |= {"categorical_float32": self.categorical_float32, "batch_size": self.batch_size}
         out |= {} if steer is None else {"steer": dataclasses.asdict(steer)}
         out |= {"guide": dataclasses.asdict(self.guide())} if self.guide().name() else {}
-        named = {k: workdir_of(getattr(self, k)) for k in ("classifier", "value", "observed")}
+        names = ("classifier", "value", "observed", "autoguide")
+        named = {k: workdir_of(getattr(self, k)) for k in names}
         return (
             out
             | {k: v for k, v in named.items() if v}

@@ -21,6 +21,7 @@ class Run:
     components: Components
     params: dict
     step: int
+    workdir: str | None = None  # where it was loaded from (autoguidance by a step of it)
 
     @property
     def denoiser(self):
@@ -83,7 +84,20 @@ class Run:
         kw |= dict(batch_size=request.batch_size, guide=request.guide())
         kw |= dict(classifier=pair(helpers["classifier"]), value=pair(helpers["value"]))
         kw |= dict(observed=observation(request, self.components.dataset))
+        kw |= dict(weak=pair(weak_of(self, request.autoguide)))
         return args, kw
+
+
+def weak_of(run: Run, autoguide):
+    """Autoguidance's weak model: a step of `run` (an int or digits) or a run (workdir / Run)."""
+    if isinstance(autoguide, int) or (isinstance(autoguide, str) and autoguide.isdigit()):
+        if run.workdir is None:
+            raise ValueError(
+                f"--autoguide={autoguide} names a checkpoint step, but this run was not loaded "
+                f"from a workdir; give the weak run's workdir or a loaded Run"
+            )
+        return load_run(run.workdir, int(autoguide))
+    return helper_run(autoguide)
 
 
 def helper_run(helper) -> Run | None:
@@ -210,7 +224,7 @@ def load_run(workdir: str, step: int | None = None) -> Run:
         checkpoint.
     """
     config, comp, state, step = load_state(workdir, step)
-    return Run(config, comp, state["ema_params"], step)
+    return Run(config, comp, state["ema_params"], step, workdir)
 
 
 def load_or_train(config, workdir: str) -> Run:

@@ -10,6 +10,7 @@ import pytest
 
 from difflab.configs import classifier_digits
 from difflab.configs.common import classifier_process
+from difflab.sampling import guides
 from difflab.sampling.draw import check_request, draw
 from difflab.sampling.guides import Guide, guided_denoiser
 from difflab.training.components import build
@@ -151,3 +152,25 @@ def test_temperature_and_top_p_shape_masked_runs_only(runs):
     assert not np.allclose(plain, sharp)
     x, _ = draw(comp, comp.init_params, "remdm_cap", 3, 2, 0, guide=Guide(temperature=0.5))
     assert x.shape == (2, 64) and (x < 17).all()
+
+
+def test_autoguidance_through_draw(runs):
+    """A weak model (here: other parameters of the same network) guides the run; with the run's
+    own parameters as the weak model the samples are the plain ones; two passes per step."""
+    import jax
+
+    flow, _ = runs
+    other = jax.tree.map(lambda p: 0.5 * p, flow.init_params)
+    guide = Guide(autoguide_scale=2.0)
+    plain, _ = draw(flow, flow.init_params, "euler", 4, 8, 0)
+    same, info = draw(
+        flow, flow.init_params, "euler", 4, 8, 0, guide=guide, weak=(flow, flow.init_params)
+    )
+    np.testing.assert_allclose(same, plain, rtol=0, atol=1e-6)
+    assert int(info["nfe"]) == 8 and int(info["denoiser_calls"]) == 4
+    guided, _ = draw(flow, flow.init_params, "euler", 4, 8, 0, guide=guide, weak=(flow, other))
+    assert np.abs(guided - plain).max() > 1e-3
+    with pytest.raises(ValueError, match="autoguidance needs both the weak model"):
+        draw(flow, flow.init_params, "euler", 4, 8, 0, guide=guide)
+    with pytest.raises(ValueError, match="--autoguide and --cfg_scale exclude each other"):
+        guides.check(flow.config, guide, "euler", None, 2.0)
