@@ -20,8 +20,9 @@ def check_setting(folder: str, setting: dict) -> None:
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)
-        if saved != setting:
-            changed = sorted(k for k in set(saved) | set(setting) if saved.get(k) != setting.get(k))
+        # a key absent on one side counts as None (settings that gained an optional field)
+        changed = sorted(k for k in set(saved) | set(setting) if saved.get(k) != setting.get(k))
+        if changed:
             there = {k: saved.get(k) for k in changed}
             now = {k: setting.get(k) for k in changed}
             raise ValueError(

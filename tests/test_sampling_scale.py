@@ -72,3 +72,7 @@ def test_shards_continue_where_they_stopped(tmp_path):
     assert info["nfe"].tolist() == [3] * 4 + [5] * 3 + [3] * 3
     with pytest.raises(ValueError, match=r"another setting \(\{'seed': 0\} there, \{'seed': 1\}"):
         shards.check_setting(folder, {**setting, "seed": 1})
+    # a setting that gained an optional field (None) is the same setting; a set one is not
+    shards.check_setting(folder, {**setting, "autoguide": None})
+    with pytest.raises(ValueError, match=r"\{'autoguide': None\} there, \{'autoguide': '7'\}"):
+        shards.check_setting(folder, {**setting, "autoguide": "7"})
