@@ -14,6 +14,8 @@
   (classifier guidance); `reward_potential` gives h = exp(r(x_hat(x_t, t))) at the denoised
   estimate, differentiated through the denoiser (reward guidance; with r = log N(y; A x_hat, s^2)
   the score form of DPS for a linear measurement y = A x + noise).
+- `projected` (§6.6): APG, CFG's update with its part parallel to the conditional estimate
+  down-weighted and its norm capped.
 - `autoguided` (§6.5): D_weak + w (D - D_weak), guidance by a weaker version of the model.
 - `shaped` (§3.7), masked diffusion: temperature and nucleus (top-p) sampling of the token
   logits. It changes the law the samplers draw (off by default; never for likelihoods).
@@ -26,7 +28,12 @@ import jax.numpy as jnp
 
 from difflab.models.common import expand
 from difflab.models.masked import NEG
-from difflab.models.mixing import classifier_free, interval_scale, network_passes
+from difflab.models.mixing import (
+    classifier_free,
+    conditional_and_null,
+    interval_scale,
+    network_passes,
+)
 
 __all__ = [
     "classifier_free",
@@ -40,6 +47,7 @@ __all__ = [
     "score_shifted",
     "shaped",
     "autoguided",
+    "projected",
 ]
 
 ALPHA_FLOOR_T = 1.0 - 1e-4  # sigma^2 / alpha is evaluated at t <= this (alpha_1 = 0 on flows)
@@ -232,4 +240,43 @@ def autoguided(denoiser, weak, scale: float, interval=None):
         return poor + interval_scale(scale, interval, t, strong) * (strong - poor)
 
     guided.network_passes = network_passes(denoiser) + network_passes(weak)
+    return guided
+
+
+def projected(
+    denoiser, process, scale: float, parallel: float = 0.0, threshold=None, interval=None
+):
+    """Adaptive projected guidance (APG, Sadat et al. 2024; docs/math.md §6.6) without momentum:
+    in the denoised estimate, Delta = x_hat_c - x_hat_null (scaled to norm <= threshold per
+    sample), split into its part parallel to x_hat_c and the rest, and x_hat = x_hat_c + (w - 1)
+    (Delta_orth + parallel Delta_par); written back as the family's prediction. parallel = 1
+    without a threshold is CFG. Where sigma_t = 0 (a flow's t = 0) the prediction cannot be
+    written from x_hat alone and CFG is used. One network call on the doubled batch.
+
+    Args:
+        denoiser: a class-conditional denoiser trained with label dropout (as `classifier_free`).
+        process: its Gaussian process (x0_eps, pred_from_x0).
+        scale: w. parallel: eta, the weight of the parallel part (APG: 0). threshold: r or None.
+        interval: (t_lo, t_hi) where w applies (1 elsewhere), or None.
+    """
+
+    def guided(x, t, cond=None, h=None):
+        pred_c, pred_null = conditional_and_null(denoiser, x, t, cond, h)
+        w = interval_scale(scale, interval, t, pred_c)
+        x_c, x_null = process.x0_eps(pred_c, x, t)[0], process.x0_eps(pred_null, x, t)[0]
+        delta = x_c - x_null
+        axes = tuple(range(1, x.ndim))
+        if threshold is not None:
+            norm = jnp.sqrt(jnp.sum(delta**2, axis=axes, keepdims=True))
+            delta = delta * jnp.minimum(1.0, threshold / jnp.maximum(norm, 1e-12))
+        along = jnp.sum(delta * x_c, axis=axes, keepdims=True)
+        along = along / jnp.maximum(jnp.sum(x_c**2, axis=axes, keepdims=True), 1e-12)
+        orth = delta - along * x_c
+        x_hat = x_c + (w - 1.0) * (orth + parallel * along * x_c)
+        cfg = pred_null + w * (pred_c - pred_null)
+        tt = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:1])
+        positive = (process.sigma(tt) > 0).reshape((-1,) + (1,) * (x.ndim - 1))
+        return jnp.where(positive, process.pred_from_x0(x_hat, x, tt), cfg)
+
+    guided.network_passes = 2 * network_passes(denoiser)
     return guided

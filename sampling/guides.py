@@ -49,6 +49,8 @@ class Guide:
     # samples (digits, euler 5 steps: Frechet distance 1.7e6 when guided on all of [0, 1])
     gradient_interval: tuple = (0.0, 0.95)
     autoguide_scale: float | None = None  # w of D_weak + w (D - D_weak) (a weak run beside)
+    apg_parallel: float | None = None  # APG: weight of CFG's update parallel to x_hat_c (None: off)
+    apg_threshold: float | None = None  # APG: the update's norm cap r
     temperature: float = 1.0  # masked: token logits / temperature (changes the law)
     top_p: float = 1.0  # masked: nucleus sampling of the tokens (changes the law)
 
@@ -76,6 +78,10 @@ class Guide:
             parts.append("uncond")
         if self.gradient_interval != (0.0, 0.95):
             parts.append("gradint{:g}-{:g}".format(*self.gradient_interval))
+        if self.apg_parallel is not None:
+            parts.append(f"apg{self.apg_parallel:g}")
+        if self.apg_threshold is not None:
+            parts.append(f"r{self.apg_threshold:g}")
         if self.autoguide_scale is not None:
             parts.append(f"autoguide{self.autoguide_scale:g}")
         if self.temperature != 1:
@@ -91,6 +97,7 @@ def check(
     """Clear errors for a guidance setting the run cannot take (classifier: the classifier run's
     config; observed: (values, known) or None)."""
     family = config.process.family
+    takes = families.get(family).guidance
     if guide.unconditional and not (config.model.conditional and config.process.label_dropout):
         raise ValueError(
             f"--unconditional uses the null-label prediction of a class-conditional run trained "
@@ -100,6 +107,14 @@ def check(
         raise ValueError(
             "--unconditional and --cfg_scale exclude each other (CFG w = 0 is the "
             "unconditional model)"
+        )
+    if (guide.apg_parallel is not None or guide.apg_threshold is not None) and (
+        cfg_scale is None or guide.apg_parallel is None or "gradient" not in takes
+    ):
+        raise ValueError(
+            f"APG (--apg_parallel, --apg_threshold) reshapes the CFG update of a Gaussian family "
+            f"{guided_by('gradient')} in its denoised estimate: give --cfg_scale and "
+            f"--apg_parallel; {config.name!r} is {family!r}"
         )
     if guide.autoguide_scale is not None and cfg_scale is not None:
         raise ValueError(
@@ -115,7 +130,6 @@ def check(
     lo, hi = guide.gradient_interval
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"--guidance_interval={lo},{hi} must satisfy 0 <= t_lo <= t_hi <= 1")
-    takes = families.get(family).guidance
     gradient = guide.reward_scale or guide.measurement_scale
     if gradient and "gradient" not in takes:
         raise ValueError(
@@ -204,7 +218,12 @@ def guided_denoiser(comp, guide: Guide, denoiser, cfg_scale, classifier=None, we
         weak = None if weak is None else null_label(weak)
     if guide.autoguide_scale is not None:
         denoiser = guidance.autoguided(denoiser, weak, guide.autoguide_scale, guide.cfg_interval)
-    if cfg_scale is not None:
+    if cfg_scale is not None and guide.apg_parallel is not None:
+        denoiser = guidance.projected(
+            denoiser, comp.process, cfg_scale, guide.apg_parallel, guide.apg_threshold,
+            guide.cfg_interval,
+        )  # fmt: skip
+    elif cfg_scale is not None:
         denoiser = guidance.classifier_free(denoiser, cfg_scale, guide.cfg_interval)
     if guide.classifier_scale and isinstance(comp.process, MaskedProcess):
         denoiser = guidance.masked_classifier(

@@ -101,6 +101,10 @@ class Request:
         None, "autoguidance's weak model: a checkpoint step of this run, or another run's workdir"
     )
     guide_scale: float = field(2.0, "autoguidance weight w of D_weak + w (D - D_weak)")
+    apg_parallel: float | None = field(
+        None, "APG: weight of the CFG update's part parallel to x_hat_c (0: APG; off if unset)"
+    )
+    apg_threshold: float | None = field(None, "APG: cap r on the norm of the CFG update")
     temperature: float = field(1.0, "masked runs: token logits / temperature (changes the law)")
     top_p: float = field(1.0, "masked runs: nucleus sampling, the top-p tokens (changes the law)")
 
@@ -166,6 +170,7 @@ class Request:
             gradient_interval=self.guidance_interval, temperature=self.temperature,
             top_p=self.top_p,
             autoguide_scale=None if self.autoguide is None else self.guide_scale,
+            apg_parallel=self.apg_parallel, apg_threshold=self.apg_threshold,
         )  # fmt: skip
 
     @property
