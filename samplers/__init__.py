@@ -196,17 +196,40 @@ def get(family: str, name: str, eta=None, float64: bool = True):
     return SPECS[name].build(effective_eta(name, eta), float64)
 
 
-def grid(name: str, process, steps: int):
+GRIDS = ("default", "uniform", "logsnr", "edm")
+
+
+def check_grid(name: str, kind: str) -> None:
+    """A clear error for a grid kind that is unknown or that the sampler cannot walk (a
+    non-default grid is for the samplers of the Gaussian families with steps)."""
+    if kind not in GRIDS:
+        raise ValueError(f"grid={kind!r} must be one of {GRIDS}")
+    spec = SPECS[name]
+    if kind != "default" and (spec.kind != "gaussian" or spec.grid == "ends"):
+        raise ValueError(
+            f"grid={kind!r} applies to the Gaussian samplers with a step count; sampler "
+            f"{name!r} walks its own grid (use grid='default')"
+        )
+
+
+def grid(name: str, process, steps: int, kind: str = "default"):
     """The time grid [steps + 1] (float32, decreasing from 1) the sampler `name` walks on
-    `process`, by its spec: EDM's rho grid in sigma~ = sigma / alpha from sigma~ = 80 to 0
-    (heun_edm, em), the process's power grid t_k = (1 - k/K)^grid_power down to its t_min, or
-    (adaptive samplers) its two end points, whatever `steps`.
+    `process`. kind "default", by its spec: EDM's rho grid in sigma~ = sigma / alpha from
+    sigma~ = 80 to 0 (heun_edm, em), the process's power grid t_k = (1 - k/K)^grid_power down to
+    its t_min, or (adaptive samplers) its two end points, whatever `steps`. A Gaussian sampler
+    may walk another: "uniform" in t, "logsnr" (uniform in lambda, `solvers.logsnr_grid`) or
+    "edm" (`solvers.edm_grid`).
 
     For em the EDM grid is what keeps explicit Euler-Maruyama stable: near t = 1 the drift f_t
     and g_t^2 grow like 1 / (1 - t) (flows) or 1 / sin(pi (1 - t)) (VP-cosine), so uniform steps
     in t overshoot there (linear flow, 50 steps from t = 0.999: the state's std after the first
     step is 20, not 1)."""
-    kind = SPECS[name].grid
+    check_grid(name, kind)
+    if kind == "uniform":
+        return solvers.uniform_grid(steps, 1.0, process.t_min)
+    if kind == "logsnr":
+        return solvers.logsnr_grid(process, steps)
+    kind = "edm" if kind == "edm" else SPECS[name].grid
     if kind == "ends":  # only the end points are used
         return solvers.uniform_grid(1, 1.0, process.t_min)
     if kind == "edm":

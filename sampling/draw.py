@@ -101,6 +101,7 @@ def compiled_sampler(
     observed: bool = False,
     value=None,
     weak=None,
+    grid: str = "default",
 ):
     """The jitted (key, indices, params, cond, expert_params, helper_params, observed) ->
     (x, info) of one sampling setting and `rows` samples, built once per setting and kept on the
@@ -109,7 +110,7 @@ def compiled_sampler(
     `rows` samples (particles) are one batch drawn from fold_in(key, indices[0]) (steer: from
     `key`). guide: guidance (`sampling.guides`), classifier and value: the Components of a
     classifier run and a value run (helper_params: their parameters, or None), observed: the
-    call takes (values, known) rows."""
+    call takes (values, known) rows; grid: the time grid's kind (`samplers.grid`)."""
     guide = guide or guides.Guide()
     devices = () if mesh is None else tuple(d.id for d in mesh.devices.flat)
     # the particles' label is an argument of the call (cond), not part of the compiled setting
@@ -122,6 +123,7 @@ def compiled_sampler(
         bool(float64),
         cfg_scale,
         unlabelled,
+        grid,
     )
     setting += (devices,)
     setting += (per_sample, guide, id(classifier), id(value), bool(observed), id(weak))
@@ -129,7 +131,7 @@ def compiled_sampler(
     cache = comp.compiled
     if setting not in cache:
         shape = (rows, *comp.dataset.shape)
-        grid = samplers.grid(sampler_name, comp.process, steps)
+        times = samplers.grid(sampler_name, comp.process, steps, grid)
         spread = mesh if mesh is not None and mesh.devices.size > 1 else None
 
         def run(key, indices, params, cond, expert_params, helper_params, observation):
@@ -148,13 +150,13 @@ def compiled_sampler(
                     sampler = independent.independent(sampler)
                 else:
                     keys = jax.random.fold_in(key, indices[0])
-                x, info = sampler(keys, denoiser, process, shape, cond, grid)
+                x, info = sampler(keys, denoiser, process, shape, cond, times)
             else:
                 others = [e.denoiser(p) for (e, _), p in zip(experts, expert_params, strict=True)]
                 sampler, denoiser = particles.sampler_and_denoiser(
                     comp, unlabelled, sampler_name, eta, float64, denoiser, others, spread
                 )
-                x, info = sampler(key, denoiser, process, shape, cond, grid)
+                x, info = sampler(key, denoiser, process, shape, cond, times)
             # nfe: network passes of the whole batch; denoiser_calls: sampler steps that call it;
             # classifier_calls: classifier passes of the whole batch (on each copy of it)
             passes = guides.passes(process, denoiser)
@@ -210,6 +212,7 @@ def draw_chunks(
     observed=None,
     value=None,
     weak=None,
+    grid: str = "default",
 ):
     """Yields (start, stop, x, info) for samples [start, stop) of `num`, in chunks of batch_size
     split over `devices` (default: this process's): sample i depends only on (seed, i), so any
@@ -218,6 +221,7 @@ def draw_chunks(
     per_sample=False."""
     steer, cfg_scale = particles.named(steer, cfg_scale)
     samplers.check(comp.config.process.family, sampler_name, eta, float64)
+    samplers.check_grid(sampler_name, grid)
     check_guidance_config(comp.config, cfg_scale)
     guide = guide or guides.Guide()
     if value is not None:  # SVDD-MC: the candidates are valued by the value run
@@ -280,6 +284,7 @@ def draw_chunks(
         observed is not None,
         value_comp,
         weak_comp,
+        grid,
     )
     split, whole = NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
     params, expert_params, helper_params = place(
@@ -328,7 +333,8 @@ def draw(comp: Components, params, sampler_name: str, steps: int, num: int, seed
     (CFG interval, classifier / reward-gradient guidance, SVDD, prompt and measurement
     guidance); classifier / value: (Components, params) of a classifier run / of a value run
     (SVDD-MC values); weak: (Components, params) of autoguidance's weak model (with
-    guide.autoguide_scale); observed: (values, known)
+    guide.autoguide_scale); grid: "default" (the sampler's own), "uniform", "logsnr" or "edm"
+    (`samplers.grid`); observed: (values, known)
     rows (cycled over the samples) that condition every sample (prompts, infilling,
     inpainting). info["nfe"] counts network passes (a CFG call is two), info["denoiser_calls"]
     the calls, info["classifier_calls"] the classifier's passes.

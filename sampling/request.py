@@ -43,6 +43,12 @@ class Request:
         f"which choose their own at rtol = atol = {ADAPTIVE_TOLERANCE:g})",
     )
     num_samples: int | None = field(None, "number of samples (default: the config's eval)")
+    grid: str = field(
+        "default",
+        "Gaussian samplers' time grid: default (the sampler's own), uniform (in t), logsnr "
+        "(uniform in log-SNR), edm (EDM's rho grid)",
+        choices=samplers.GRIDS,
+    )
     seed: int = field(0, "sampling seed: sample i depends only on (seed, i)")
     eta: float | None = field(
         None,
@@ -186,6 +192,7 @@ class Request:
             self.categorical_float32, self.plain_cfg_scale,
         )  # fmt: skip
         out = dataclasses.replace(self, sampler=sampler, steps=steps, num_samples=num)
+        samplers.check_grid(sampler, out.grid)
         if out.steer is not None:
             particles.check(config, out.steering(), sampler, out.eta, len(out.experts))
         helpers = helper_configs or {}
@@ -207,6 +214,7 @@ class Request:
         parts += [] if eta is None else [f"eta{eta:g}"]
         parts += [] if cfg is None else [f"cfg{cfg:g}"]
         parts += ["float32"] if self.categorical_float32 else []
+        parts += [] if self.grid == "default" else [f"{self.grid}grid"]
         parts += [] if steer is None else [steer.name()]
         parts += [] if steer is None or steer.label is None else [f"label{steer.label}"]
         parts += [f"seed{self.seed}", f"ckpt{checkpoint}"]
@@ -227,6 +235,7 @@ class Request:
         record = dict(run=run_name, checkpoint=checkpoint, sampler=self.sampler)
         record |= dict(steps=self.steps, eta=self.effective_eta, cfg_scale=self.plain_cfg_scale)
         record |= dict(float32=self.categorical_float32, seed=self.seed, num=self.num_samples)
+        record |= {} if self.grid == "default" else dict(grid=self.grid)
         # as JSON holds it (tuples become lists), so that a rerun's setting compares equal
         record |= dict(guide=json.loads(json.dumps(dataclasses.asdict(self.guide()))))
         record |= dict(classifier=workdir_of(self.classifier), value=workdir_of(self.value))
@@ -242,6 +251,7 @@ class Request:
         out |= {} if self.steps is not None else {"atol": ADAPTIVE_TOLERANCE}
         out |= {} if self.effective_eta is None else {"eta": self.effective_eta}
         out |= {"cfg_scale": self.plain_cfg_scale, "seed": self.seed}
+        out |= {} if self.grid == "default" else {"grid": self.grid}
         out |= {"categorical_float32": self.categorical_float32, "batch_size": self.batch_size}
         out |= {} if steer is None else {"steer": dataclasses.asdict(steer)}
         out |= {"guide": dataclasses.asdict(self.guide())} if self.guide().name() else {}

@@ -81,7 +81,7 @@ class Run:
         kw = dict(labels=labels, eta=request.eta, float64=not request.categorical_float32)
         kw |= dict(cfg_scale=request.plain_cfg_scale, steer=request.steering())
         kw |= dict(experts=[pair(helper_run(e)) for e in request.experts])
-        kw |= dict(batch_size=request.batch_size, guide=request.guide())
+        kw |= dict(batch_size=request.batch_size, guide=request.guide(), grid=request.grid)
         kw |= dict(classifier=pair(helpers["classifier"]), value=pair(helpers["value"]))
         kw |= dict(observed=observation(request, self.components.dataset))
         kw |= dict(weak=pair(weak_of(self, request.autoguide)))

@@ -174,3 +174,12 @@ def test_autoguidance_through_draw(runs):
         draw(flow, flow.init_params, "euler", 4, 8, 0, guide=guide)
     with pytest.raises(ValueError, match="--autoguide and --cfg_scale exclude each other"):
         guides.check(flow.config, guide, "euler", None, 2.0)
+
+
+def test_a_gaussian_sampler_walks_the_grid_of_the_request(runs):
+    flow, _ = runs
+    plain, _ = draw(flow, flow.init_params, "dpmpp_2m", 4, 8, 0)
+    other, info = draw(flow, flow.init_params, "dpmpp_2m", 4, 8, 0, grid="logsnr")
+    assert int(info["nfe"]) == 4 and np.abs(other - plain).max() > 1e-4
+    with pytest.raises(ValueError, match="grid='logsnr' applies to the Gaussian samplers"):
+        draw(flow, flow.init_params, "adaptive", None, 8, 0, grid="logsnr")

@@ -85,3 +85,19 @@ def test_ten_calls_reach_the_mixture_where_first_order_steps_do_not(process):
     for name in ("dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde", "unipc"):
         assert distance(name) < 0.004, name
     assert distance("euler" if process is FLOW else "ddim") > 0.008
+
+
+def test_gaussian_samplers_walk_the_grid_asked_for():
+    np.testing.assert_array_equal(
+        samplers.grid("dpmpp_2m", FLOW, 10, "logsnr"), solvers.logsnr_grid(FLOW, 10)
+    )
+    np.testing.assert_array_equal(samplers.grid("em", VP, 10, "uniform"), solvers.uniform_grid(10))
+    np.testing.assert_array_equal(
+        samplers.grid("euler", FLOW, 10, "edm"), solvers.edm_grid(FLOW, 10)
+    )
+    lam = 0.5 * np.asarray(FLOW.log_snr(solvers.logsnr_grid(FLOW, 10)[1:-1]))
+    np.testing.assert_allclose(np.diff(lam), np.diff(lam)[0], rtol=1e-3)  # uniform in lambda
+    with pytest.raises(ValueError, match="grid='logsnr' applies to the Gaussian samplers"):
+        samplers.grid("tsit5", FLOW, 10, "logsnr")
+    with pytest.raises(ValueError, match="grid='cosine' must be one of"):
+        samplers.check_grid("euler", "cosine")
