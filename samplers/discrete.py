@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 from difflab.models.categorical import categorical
 from difflab.models.counts import NEG
+from difflab.samplers.observed import Observed
 from difflab.samplers.solvers import Bound, Step, make_sampler, scan_grid
 
 
@@ -277,7 +278,9 @@ def remask_move(remasking: Remasking, float64: bool = True):
         masked = z == p.mask_id
         unmask = jnp.where(a_t < 1.0, (a_s - (1.0 - sigma) * a_t) / (1.0 - a_t), 1.0)
         y = categorical(k_y, lp, float64)
-        z = jnp.where(~masked & (u < sigma), p.mask_id, z)
+        # observed tokens (prompts, infilling) are never masked again: they stay given
+        given = p.known if isinstance(p, Observed) else False
+        z = jnp.where(~masked & ~given & (u < sigma), p.mask_id, z)
         return jnp.where(masked & (u < unmask), y, z)
 
     return move
