@@ -1,5 +1,6 @@
 """The README's Python API blocks run as they stand, in order, in one namespace (a user pasting
-them into a session), and the README stays an entry point: at most 250 lines."""
+them into a session), the README stays an entry point (at most 250 lines), and its Tour
+quotes measured times."""
 
 import os
 import re
@@ -26,3 +27,25 @@ def test_the_python_blocks_run(tmp_path, monkeypatch, capsys):
 
 def test_the_readme_is_an_entry_point():
     assert len(open(README, encoding="utf-8").read().splitlines()) <= 250
+
+
+def test_every_tour_command_shows_its_measured_time():
+    """Each Tour command quotes the wall time benchmarks/tour_times.py measured for it (and
+    recorded in benchmarks/results/tour_times_cpu.json, with the machine)."""
+    import json
+
+    from difflab.benchmarks import tour_times
+
+    readme = open(README, encoding="utf-8").read()
+    path = os.path.join(ROOT, "benchmarks", "results", "tour_times_cpu.json")
+    with open(path) as f:
+        measured = json.load(f)["commands"]
+    tour = readme.split("\n## Tour", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", tour, re.S)[1]
+    lines = [line for line in block.splitlines() if tour_times.command_of(line)]
+    assert len(lines) >= 10
+    for line in lines:
+        command = tour_times.command_of(line)
+        assert measured[command]["returncode"] == 0, command
+        quoted, _ = tour_times.comment_of(line)
+        assert quoted == tour_times.shown(measured[command]["wall_s"]), line
