@@ -58,7 +58,10 @@ SPECS = {
     # multistep exponential integrators in data prediction, one call per step (docs/math.md §1.5f)
     "dpmpp_2m": Spec(lambda eta, f64: multistep.dpmpp(2), "gaussian"),
     "dpmpp_3m": Spec(lambda eta, f64: multistep.dpmpp(3), "gaussian"),
-    "dpmpp_2m_sde": Spec(lambda eta, f64: multistep.dpmpp_2m_sde(), "gaussian"),
+    "dpmpp_2m_sde": Spec(
+        lambda eta, f64: multistep.dpmpp_2m_sde(), "gaussian",
+        move=lambda eta, f64: multistep.dpmpp_2m_sde_step(),
+    ),
     "unipc": Spec(lambda eta, f64: multistep.unipc(), "gaussian"),
     # adaptive: PID-controlled at rtol = atol = solvers.ADAPTIVE_TOLERANCE (diffrax)
     "adaptive": Spec(lambda eta, f64: solvers.adaptive, "gaussian", grid="ends"),  # Tsit5

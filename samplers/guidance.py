@@ -34,6 +34,7 @@ from difflab.models.mixing import (
     interval_scale,
     network_passes,
 )
+from difflab.samplers.solvers import Memory
 
 __all__ = [
     "classifier_free",
@@ -244,27 +245,40 @@ def autoguided(denoiser, weak, scale: float, interval=None):
 
 
 def projected(
-    denoiser, process, scale: float, parallel: float = 0.0, threshold=None, interval=None
+    denoiser,
+    process,
+    scale: float,
+    parallel: float = 0.0,
+    threshold=None,
+    interval=None,
+    momentum: float = 0.0,
 ):
-    """Adaptive projected guidance (APG, Sadat et al. 2024; docs/math.md §6.6) without momentum:
-    in the denoised estimate, Delta = x_hat_c - x_hat_null (scaled to norm <= threshold per
-    sample), split into its part parallel to x_hat_c and the rest, and x_hat = x_hat_c + (w - 1)
-    (Delta_orth + parallel Delta_par); written back as the family's prediction. parallel = 1
-    without a threshold is CFG. Where sigma_t = 0 (a flow's t = 0) the prediction cannot be
-    written from x_hat alone and CFG is used. One network call on the doubled batch.
+    """Adaptive projected guidance (APG, Sadat et al. 2024; docs/math.md §6.6): in the denoised
+    estimate, Delta = x_hat_c - x_hat_null, with momentum beta the running sum D_k = Delta_k +
+    beta D_{k-1} over the sampler's calls, scaled to norm <= threshold per sample, split into its
+    part parallel to x_hat_c and the rest, and x_hat = x_hat_c + (w - 1) (D_orth + parallel
+    D_par); written back as the family's prediction. parallel = 1 without a threshold or
+    momentum is CFG. Where sigma_t = 0 (a flow's t = 0) the prediction cannot be written from
+    x_hat alone and CFG is used. One network call on the doubled batch.
 
     Args:
         denoiser: a class-conditional denoiser trained with label dropout (as `classifier_free`).
         process: its Gaussian process (x0_eps, pred_from_x0).
         scale: w. parallel: eta, the weight of the parallel part (APG: 0). threshold: r or None.
-        interval: (t_lo, t_hi) where w applies (1 elsewhere), or None.
+        interval: (t_lo, t_hi) where w applies (1 elsewhere; the running sum is kept on all
+            calls), or None.
+        momentum: beta (APG uses negative values, e.g. -0.5); 0: none. With momentum the
+            denoiser remembers across calls (`solvers.Memory`), so it runs with the samplers of
+            one call per step, which thread that memory.
     """
 
-    def guided(x, t, cond=None, h=None):
+    def parts(x, t, cond, h):
         pred_c, pred_null = conditional_and_null(denoiser, x, t, cond, h)
-        w = interval_scale(scale, interval, t, pred_c)
         x_c, x_null = process.x0_eps(pred_c, x, t)[0], process.x0_eps(pred_null, x, t)[0]
-        delta = x_c - x_null
+        return pred_c, pred_null, x_c, x_c - x_null
+
+    def combined(x, t, pred_c, pred_null, x_c, delta):
+        w = interval_scale(scale, interval, t, pred_c)
         axes = tuple(range(1, x.ndim))
         if threshold is not None:
             norm = jnp.sqrt(jnp.sum(delta**2, axis=axes, keepdims=True))
@@ -278,5 +292,21 @@ def projected(
         positive = (process.sigma(tt) > 0).reshape((-1,) + (1,) * (x.ndim - 1))
         return jnp.where(positive, process.pred_from_x0(x_hat, x, tt), cfg)
 
+    def guided(x, t, cond=None, h=None):
+        if momentum:
+            raise ValueError(
+                f"APG with momentum {momentum} remembers across calls; it runs with the samplers "
+                f"of one network call per step (euler, ddim, ddpm, em, dpmpp_*, unipc)"
+            )
+        pred_c, pred_null, x_c, delta = parts(x, t, cond, h)
+        return combined(x, t, pred_c, pred_null, x_c, delta)
+
+    def remembered(x, t, cond, running):
+        """(the guided prediction, D_k = Delta_k + beta D_{k-1})."""
+        pred_c, pred_null, x_c, delta = parts(x, t, cond, None)
+        running = delta + momentum * running
+        return combined(x, t, pred_c, pred_null, x_c, running), running
+
     guided.network_passes = 2 * network_passes(denoiser)
+    guided.memory = Memory(jnp.zeros_like, remembered) if momentum else None
     return guided

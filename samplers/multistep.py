@@ -22,14 +22,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from difflab.samplers.solvers import Bound, scan_grid
+from difflab.samplers.solvers import Step, make_sampler
 
 
 class History(NamedTuple):
-    """The state a multistep solver carries: x at the current time, the last three estimates
-    x_hat (newest first) and the last two steps in lambda, and how many steps are done."""
+    """What a multistep solver carries between steps: the last three estimates x_hat (newest
+    first), the last two steps in lambda, and how many steps are done; per sample (steps and
+    counts [B, 1, ...], broadcasting against x), so particle methods can resample it."""
 
-    x: jax.Array
     m: tuple  # (x_hat at t_{k-1}, t_{k-2}, t_{k-3})
     h: tuple  # (lambda_{k-1} - lambda_{k-2}, lambda_{k-2} - lambda_{k-3})
     k: jax.Array
@@ -84,75 +84,78 @@ def finished(process, s, x, x_hat):
     return jnp.where(s <= process.t_min, x_hat, x)
 
 
-def start(key, process, shape, grid):
-    """(the prior draw at grid[0], an empty history, the loop's key)."""
-    k_prior, k_loop = jax.random.split(key)
-    x = process.prior(k_prior, shape, grid[0])
+def empty(x) -> History:
+    """No past estimates yet (their steps infinite, so every difference is 0)."""
     zeros = jnp.zeros_like(x)
-    inf = jnp.array(jnp.inf, jnp.float32)
-    return History(x, (zeros, zeros, zeros), (inf, inf), jnp.array(0, jnp.int32)), k_loop
+    inf = jnp.full(per_sample(x), jnp.inf, jnp.float32)
+    return History((zeros, zeros, zeros), (inf, inf), jnp.zeros(per_sample(x), jnp.int32))
 
 
-def dpmpp(order: int):
-    """DPM-Solver++(order M), order 1, 2 or 3 (1 = DDIM with eta = 0), as a sampler `(key,
-    denoiser, process, shape, cond, grid) -> (x, info)` with one network call per step."""
+def per_sample(x) -> tuple:
+    """[B, 1, ...]: the shape of a per-sample scalar broadcasting against x."""
+    return x.shape[:1] + (1,) * (x.ndim - 1)
+
+
+def remembered(model, x, t, s, history: History):
+    """(the estimates with x_hat(x_t, t) first, the step h = lambda_s - lambda_t in lambda, per
+    sample)."""
+    m = (model.x0_eps(x, t)[0], *history.m[:2])
+    h = half_log_snr(model.process, s) - half_log_snr(model.process, t)
+    return m, jnp.broadcast_to(h, per_sample(x))
+
+
+def dpmpp_step(order: int) -> Step:
+    """DPM-Solver++(order M), order 1, 2 or 3 (1 = DDIM with eta = 0): one network call per
+    step, the order lowered while the history fills."""
     if order not in (1, 2, 3):
         raise ValueError(f"DPM-Solver++ order must be 1, 2 or 3, got {order}")
 
-    def sampler(key, denoiser, process, shape, cond, grid):
-        model = Bound(denoiser, process, cond)
-        steps = grid.shape[0] - 1
+    def move(key, model, x, t, s, history):
+        del key
+        p = model.process
+        m, h_now = remembered(model, x, t, s, history)
+        d1_2m, d1, d2 = differences(m, h_now, history.h)
+        use = jnp.minimum(order, history.k + 1)
+        x_s = jnp.where(
+            use == 1,
+            data_step(p, x, t, s, m[0]),
+            jnp.where(
+                use == 2, data_step(p, x, t, s, m[0] + d1_2m), data_step(p, x, t, s, m[0], d1, d2)
+            ),
+        )
+        return finished(p, s, x_s, m[0]), History(m, (h_now, history.h[0]), history.k + 1)
 
-        def move(k, state, t, s):
-            del k
-            m = (model.x0_eps(state.x, t)[0], *state.m[:2])
-            h_now = half_log_snr(process, s) - half_log_snr(process, t)
-            d1_2m, d1, d2 = differences(m, h_now, state.h)
-            use = jnp.minimum(order, state.k + 1)
-            x = jnp.where(
-                use == 1,
-                data_step(process, state.x, t, s, m[0]),
-                jnp.where(
-                    use == 2,
-                    data_step(process, state.x, t, s, m[0] + d1_2m),
-                    data_step(process, state.x, t, s, m[0], d1, d2),
-                ),
-            )
-            return History(finished(process, s, x, m[0]), m, (h_now, state.h[0]), state.k + 1)
+    return Step(move, nfe=1, start=empty)
 
-        state, k_loop = start(key, process, shape, grid)
-        state = scan_grid(move, k_loop, state, grid)
-        return model.finish(state.x), {"nfe": jnp.array(steps, jnp.int32)}
 
-    return sampler
+def dpmpp_2m_sde_step() -> Step:
+    """DPM-Solver++(2M) SDE (midpoint form, noise scale 1): x_s = (sigma_s / sigma_t) e^-h x_t +
+    alpha_s (1 - e^-2h) (x_hat + d1) + sigma_s sqrt(1 - e^-2h) xi, d1 = h / (2 h_prev) (x_hat -
+    x_hat_prev); its first-order step is the DDPM posterior draw. One call per step, so particle
+    methods propagate with it (the history is resampled with the particles)."""
+
+    def move(key, model, x, t, s, history):
+        p = model.process
+        m, h_now = remembered(model, x, t, s, history)
+        d1 = differences(m, h_now, history.h)[0]
+        keep = -jnp.expm1(-2.0 * h_now)  # 1 - e^-2h
+        d = jnp.where(history.k == 0, m[0], m[0] + d1)
+        x_s = p.sigma(s) / p.sigma(t) * jnp.exp(-h_now) * x + p.alpha(s) * keep * d
+        x_s = x_s + p.sigma(s) * jnp.sqrt(keep) * jax.random.normal(key, x.shape)
+        return finished(p, s, x_s, m[0]), History(m, (h_now, history.h[0]), history.k + 1)
+
+    return Step(move, nfe=1, start=empty)
+
+
+def dpmpp(order: int):
+    """DPM-Solver++(order M) as a sampler `(key, denoiser, process, shape, cond, grid) -> (x,
+    info)` (`dpmpp_step`)."""
+    return make_sampler(dpmpp_step(order))
 
 
 def dpmpp_2m_sde():
-    """DPM-Solver++(2M) SDE (midpoint form, noise scale 1): x_s = (sigma_s / sigma_t) e^-h x_t +
-    alpha_s (1 - e^-2h) (x_hat + d1) + sigma_s sqrt(1 - e^-2h) xi, d1 = h / (2 h_prev) (x_hat -
-    x_hat_prev); its first-order step is the DDPM posterior draw. One call per step."""
-
-    def sampler(key, denoiser, process, shape, cond, grid):
-        model = Bound(denoiser, process, cond)
-        steps = grid.shape[0] - 1
-
-        def move(k, state, t, s):
-            m = (model.x0_eps(state.x, t)[0], *state.m[:2])
-            h_now = half_log_snr(process, s) - half_log_snr(process, t)
-            d1 = differences(m, h_now, state.h)[0]
-            use = jnp.minimum(2, state.k + 1)
-            decay = jnp.exp(-h_now)
-            keep = -jnp.expm1(-2.0 * h_now)  # 1 - e^-2h
-            d = jnp.where(use == 1, m[0], m[0] + d1)
-            x = process.sigma(s) / process.sigma(t) * decay * state.x + process.alpha(s) * keep * d
-            x = x + process.sigma(s) * jnp.sqrt(keep) * jax.random.normal(k, x.shape)
-            return History(finished(process, s, x, m[0]), m, (h_now, state.h[0]), state.k + 1)
-
-        state, k_loop = start(key, process, shape, grid)
-        state = scan_grid(move, k_loop, state, grid)
-        return model.finish(state.x), {"nfe": jnp.array(steps, jnp.int32)}
-
-    return sampler
+    """DPM-Solver++(2M) SDE as a sampler (`dpmpp_2m_sde_step`)."""
+    return make_sampler(dpmpp_2m_sde_step())
 
 
 def unic_weights(h, h_prev):
@@ -173,39 +176,44 @@ def unic_weights(h, h_prev):
     return rho_prev, b1 - rho_prev
 
 
-def unipc():
+class Predicted(NamedTuple):
+    """UniPC's carry: the corrected state and time the last prediction left from, and the
+    multistep history."""
+
+    x_prev: jax.Array
+    t_prev: jax.Array
+    history: History
+
+
+def unipc_step() -> Step:
     """UniPC-bh2 (Zhao et al. 2023): each step's network call at the predicted x_t first corrects
     the step that led there (UniC: x_t = (sigma_t / sigma_p) x_p + alpha_t (1 - e^-h) (x_hat_p
     + rho_prev D_prev + rho_now (x_hat_t - x_hat_p))), then predicts the next point with the 2M
     step from the corrected x_t; the last step is not corrected (it would cost a call). One call
     per step."""
 
-    def sampler(key, denoiser, process, shape, cond, grid):
-        model = Bound(denoiser, process, cond)
-        steps = grid.shape[0] - 1
+    def start(x):
+        return Predicted(x, jnp.full(per_sample(x), jnp.inf, jnp.float32), empty(x))
 
-        def move(k, state, t, s):
-            del k
-            x_pred, x_prev, t_prev = state.x
-            m_t = model.x0_eps(x_pred, t)[0]
-            m = (m_t, *state.m[:2])
-            h, h_pp = state.h  # the last step (t_prev -> t) and the one before
-            rho_prev, rho_now = unic_weights(h, h_pp)
-            d_prev = jnp.where(jnp.isinf(h_pp), 0.0, h / h_pp) * (m[1] - m[2])
-            corrected = data_step(
-                process, x_prev, t_prev, t, m[1] + rho_prev * d_prev + rho_now * (m_t - m[1])
-            )
-            x = jnp.where(state.k > 0, corrected, x_pred)
-            h_now = half_log_snr(process, s) - half_log_snr(process, t)
-            use = jnp.minimum(2, state.k + 1)
-            d1 = differences(m, h_now, state.h)[0]
-            x_next = data_step(process, x, t, s, jnp.where(use == 1, m_t, m_t + d1))
-            x_next = finished(process, s, x_next, m_t)
-            return History((x_next, x, t), m, (h_now, h), state.k + 1)
+    def move(key, model, x_pred, t, s, carry):
+        del key
+        p, history = model.process, carry.history
+        m, h_now = remembered(model, x_pred, t, s, history)
+        h, h_pp = history.h  # the last step (t_prev -> t) and the one before
+        rho_prev, rho_now = unic_weights(h, h_pp)
+        d_prev = jnp.where(jnp.isinf(h_pp), 0.0, h / h_pp) * (m[1] - m[2])
+        t_prev = jnp.where(history.k > 0, carry.t_prev, t)
+        update = m[1] + rho_prev * d_prev + rho_now * (m[0] - m[1])
+        x = jnp.where(history.k > 0, data_step(p, carry.x_prev, t_prev, t, update), x_pred)
+        d1 = differences(m, h_now, history.h)[0]
+        x_next = data_step(p, x, t, s, jnp.where(history.k == 0, m[0], m[0] + d1))
+        x_next = finished(p, s, x_next, m[0])
+        t_now = jnp.broadcast_to(t, per_sample(x))
+        return x_next, Predicted(x, t_now, History(m, (h_now, h), history.k + 1))
 
-        history, k_loop = start(key, process, shape, grid)
-        history = history._replace(x=(history.x, history.x, grid[0]))
-        history = scan_grid(move, k_loop, history, grid)
-        return model.finish(history.x[0]), {"nfe": jnp.array(steps, jnp.int32)}
+    return Step(move, nfe=1, start=start)
 
-    return sampler
+
+def unipc():
+    """UniPC-bh2 as a sampler (`unipc_step`)."""
+    return make_sampler(unipc_step())

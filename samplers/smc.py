@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from difflab.samplers import resampling
-from difflab.samplers.solvers import Bound, Evaluated, Step
+from difflab.samplers.solvers import Bound, Evaluated, Step, advance, started
 
 OUTPUTS = ("resample", "weighted")
 
@@ -60,7 +60,8 @@ def check_step(step: Step) -> None:
     if step.nfe != 1 or (step.nfe_last or 1) != 1:
         raise ValueError(
             f"SMC reuses the one network evaluation of a step at (x_t, t); this step makes "
-            f"{step.nfe} evaluations (use ddpm, ddim with eta > 0, em, ancestral or tau_leaping)"
+            f"{step.nfe} evaluations (use ddpm, ddim with eta > 0, em, dpmpp_2m_sde, ancestral "
+            f"or tau_leaping)"
         )
 
 
@@ -91,12 +92,14 @@ def default_init(key, process, shape, t):
 
 class State(NamedTuple):
     """A particle population at one time: x [N, ...], the potential's memory (leading axis N),
-    log-weights [N] since the last resampling, and the log-normaliser estimate so far."""
+    log-weights [N] since the last resampling, the log-normaliser estimate so far, and the
+    step's carried state (a multistep move's history, leading axis N; None for most steps)."""
 
     x: object
     memory: object
     log_w: jax.Array
     log_z: jax.Array
+    carry: object = None
 
 
 class StepInfo(NamedTuple):
@@ -155,13 +158,15 @@ class Kernel:
             shape: (N, ...) the population (N particles of the data's shape). t: scalar, grid[0].
 
         Returns:
-            State(x [N, ...], memory (leading axis N), log_w [N] float32, log_z = 0).
+            State(x [N, ...], memory (leading axis N), log_w [N] float32, log_z = 0, the step's
+            carried state or None).
         """
         start = self.draw(key, model.process, shape, t)
         x, log_w = start if isinstance(start, tuple) else (start, 0.0)
         log_w = jnp.broadcast_to(jnp.asarray(log_w, jnp.float32), (shape[0],))
         x = self.spread(x)
-        return State(x, self.potential.start(x), self.gathered(log_w), jnp.zeros((), jnp.float32))
+        memory, carry = self.potential.start(x), started(self.step, x)
+        return State(x, memory, self.gathered(log_w), jnp.zeros((), jnp.float32), carry)
 
     def __call__(self, key, model, state: State, k, t, s) -> tuple[State, StepInfo]:
         """One step t -> s: one network call, the potential's log-weight increment, resampling
@@ -184,13 +189,15 @@ class Kernel:
         size = resampling.ess(log_w)
         due = self.due(k, log_w)
         a = jnp.where(due, self.scheme(k_res, log_w), jnp.arange(n))
-        x, pred, memory = self.spread(jax.tree.map(lambda v: v[a], (state.x, pred, memory)))
+        x, pred, memory, carry = self.spread(
+            jax.tree.map(lambda v: v[a], (state.x, pred, memory, state.carry))
+        )
         log_z = state.log_z + jnp.where(due, resampling.log_mean_weight(log_w), 0.0)
         log_w = jnp.where(due, jnp.zeros_like(log_w), log_w)
         evaluated = Evaluated(model.denoiser, model.process, model.cond, pred)
-        x = self.spread(self.step.move(k_move, evaluated, x, t, s))
+        x, carry = self.spread(advance(self.step, k_move, evaluated, x, t, s, carry))
         unique = jnp.sum(resampling.offspring(a, n) > 0)
-        return State(x, memory, log_w, log_z), StepInfo(size, due, unique)
+        return State(x, memory, log_w, log_z, carry), StepInfo(size, due, unique)
 
     def finish(self, key, model, state: State) -> State:
         """After the last move: the potential's final increment, and log Z's last factor.

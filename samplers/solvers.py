@@ -135,11 +135,64 @@ class Evaluated(Bound):
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-    """One reverse move x_t -> x_s and the network evaluations it costs (the last may differ)."""
+    """One reverse move x_t -> x_s and the network evaluations it costs (the last may differ).
 
-    move: Callable  # (key, model, x, t, s) -> x_s
+    A step with `start` carries per-sample state between moves (a multistep solver's past
+    estimates): `start(x) -> carry` at grid[0] (leading axis = the batch), and then
+    `move(key, model, x, t, s, carry) -> (x_s, carry)`; without it, `move(key, model, x, t, s)
+    -> x_s`. Loops call `advance`, which treats both alike."""
+
+    move: Callable
     nfe: int
     nfe_last: int | None = None
+    start: Callable | None = None
+
+
+def advance(step: Step, key, model, x, t, s, carry=None):
+    """(x_s, carry): the step's move t -> s, threading its carried state where it has one."""
+    if step.start is None:
+        return step.move(key, model, x, t, s), carry
+    return step.move(key, model, x, t, s, carry)
+
+
+def started(step: Step, x):
+    """The carried state of `step` at the first time (None for a step without one)."""
+    return None if step.start is None else step.start(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Memory:
+    """A denoiser that remembers across calls (APG's momentum): `init(x) -> buffer` and
+    `call(x, t [B], cond, buffer) -> (pred, buffer)`. Fixed-step samplers of one call per step
+    thread it (`remembering`); calling such a denoiser plainly is an error."""
+
+    init: Callable
+    call: Callable
+
+
+def remembering(step: Step, memory: Memory) -> Step:
+    """`step` with the denoiser's memory threaded through its carry: each move makes the one
+    network call at (x_t, t) with the buffer, and the step reuses that prediction."""
+    if step.nfe != 1 or (step.nfe_last or 1) != 1:
+        raise ValueError(
+            f"a denoiser with memory across calls (APG momentum) needs a sampler of one network "
+            f"call per step (euler, ddim, ddpm, em, dpmpp_2m, dpmpp_3m, dpmpp_2m_sde, unipc); "
+            f"this one makes {step.nfe} per step"
+        )
+
+    def start(x):
+        return started(step, x), memory.init(x)
+
+    def move(key, model, x, t, s, carry):
+        inner, buffer = carry
+        if isinstance(model.process, Conditioned):
+            raise ValueError("APG momentum does not combine with observations (inpainting)")
+        pred, buffer = memory.call(x, jnp.full(x.shape[:1], t, jnp.float32), model.cond, buffer)
+        evaluated = Evaluated(model.denoiser, model.process, model.cond, pred)
+        x, inner = advance(step, key, evaluated, x, t, s, inner)
+        return x, (inner, buffer)
+
+    return Step(move, 1, step.nfe_last, start)
 
 
 def scan_grid(move: Callable, key: jax.Array, x: jax.Array, grid: jax.Array, keep: bool = False):
@@ -157,10 +210,26 @@ def scan_grid(move: Callable, key: jax.Array, x: jax.Array, grid: jax.Array, kee
     return (x, path) if keep else x
 
 
+def walk(step: Step, key, denoiser, process, x, cond, grid, keep: bool = False):
+    """`step` from x at grid[0] over the grid in one scan (threading its carry, and the memory
+    of a denoiser that has one): (x at grid[-1], the model), or with keep=True the states after
+    every move [K, ...] too."""
+    memory = getattr(denoiser, "memory", None)
+    step = remembering(step, memory) if memory is not None else step
+    model = Bound(denoiser, process, cond)
+
+    def move(k, state, t, s):
+        return advance(step, k, model, state[0], t, s, state[1])
+
+    out = scan_grid(move, key, (x, started(step, x)), grid, keep=keep)
+    if keep:
+        return out[0][0], model, out[1][0]
+    return out[0], model
+
+
 def trajectory(step: Step, key, denoiser, process, x, cond, grid):
     """The states [K + 1, ...] of a fixed-step sampler started from the given x at grid[0]."""
-    model = Bound(denoiser, process, cond)
-    _, path = scan_grid(lambda k, x, t, s: step.move(k, model, x, t, s), key, x, grid, keep=True)
+    _, _, path = walk(step, key, denoiser, process, x, cond, grid, keep=True)
     return jnp.concatenate([x[None], path])
 
 
@@ -175,8 +244,7 @@ def make_sampler(step: Step):
     def sampler(key, denoiser, process, shape, cond, grid):
         k_prior, k_loop = jax.random.split(key)
         x = process.prior(k_prior, shape, grid[0])
-        model = Bound(denoiser, process, cond)
-        x = scan_grid(lambda k, x, t, s: step.move(k, model, x, t, s), k_loop, x, grid)
+        x, model = walk(step, k_loop, denoiser, process, x, cond, grid)
         x = model.finish(x)
         last = step.nfe if step.nfe_last is None else step.nfe_last
         return x, {"nfe": step.nfe * (grid.shape[0] - 2) + last}

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from difflab.models.categorical import categorical
-from difflab.samplers.solvers import Bound, Evaluated, Step, scan_grid
+from difflab.samplers.solvers import Bound, Evaluated, Step, advance, scan_grid, started
 from difflab.samplers.steering import count_estimate, gaussian_estimate
 from difflab.samplers.steering import estimate_for as steering_estimate_for
 
@@ -117,26 +117,32 @@ def svdd(step: Step, value, candidates: int = 10, alpha: float = 0.0, denoiser_v
         model = Bound(denoiser, process, cond)
         batch = shape[0]
 
-        def move(k, x, t, s):
+        def move(k, state, t, s):
+            x, carry = state
             k_move, k_value, k_pick = jax.random.split(k, 3)
             fixed = Evaluated(denoiser, process, cond, model.pred(x, t))
             keys = jax.random.split(k_move, candidates)
-            cands = jax.vmap(lambda kk: step.move(kk, fixed, x, t, s))(keys)  # [M, B, ...]
-            flat = cands.reshape(candidates * batch, *cands.shape[2:])
+            cands = jax.vmap(lambda kk: advance(step, kk, fixed, x, t, s, carry))(keys)
+            flat = cands[0].reshape(candidates * batch, *cands[0].shape[2:])  # [M B, ...]
             wide = Bound(
                 denoiser, _repeat(process, candidates, x.ndim), _repeat(cond, candidates, 1)
             )
             values = value(k_value, wide, flat, s).reshape(candidates, batch)
             pick = select(k_pick, values, alpha)
-            return jnp.take_along_axis(cands, pick.reshape(1, batch, *[1] * (x.ndim - 1)), 0)[0]
+            return jax.tree.map(lambda v: chosen(v, pick), cands)
 
-        x = scan_grid(move, k_loop, x, grid)
+        x, _ = scan_grid(move, k_loop, (x, started(step, x)), grid)
         steps = grid.shape[0] - 1
         calls = candidates * (steps - int(getattr(value, "reward_on_last_step", False)))
         nfe = steps + (calls if denoiser_values else 0)
         return x, {"nfe": jnp.array(nfe, jnp.int32), "value_calls": jnp.array(calls, jnp.int32)}
 
     return sampler
+
+
+def chosen(rows, pick):
+    """rows [M, B, ...] -> [B, ...]: the candidate pick[b] of every batch row b."""
+    return jnp.take_along_axis(rows, pick.reshape(1, -1, *[1] * (rows.ndim - 2)), 0)[0]
 
 
 def _repeat(tree, m: int, batched_ndim: int):

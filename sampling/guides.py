@@ -51,6 +51,7 @@ class Guide:
     autoguide_scale: float | None = None  # w of D_weak + w (D - D_weak) (a weak run beside)
     apg_parallel: float | None = None  # APG: weight of CFG's update parallel to x_hat_c (None: off)
     apg_threshold: float | None = None  # APG: the update's norm cap r
+    apg_momentum: float = 0.0  # APG: beta of the running sum of updates over calls (0: none)
     temperature: float = 1.0  # masked: token logits / temperature (changes the law)
     top_p: float = 1.0  # masked: nucleus sampling of the tokens (changes the law)
 
@@ -82,6 +83,8 @@ class Guide:
             parts.append(f"apg{self.apg_parallel:g}")
         if self.apg_threshold is not None:
             parts.append(f"r{self.apg_threshold:g}")
+        if self.apg_momentum:
+            parts.append(f"beta{self.apg_momentum:g}")
         if self.autoguide_scale is not None:
             parts.append(f"autoguide{self.autoguide_scale:g}")
         if self.temperature != 1:
@@ -108,11 +111,13 @@ def check(
             "--unconditional and --cfg_scale exclude each other (CFG w = 0 is the "
             "unconditional model)"
         )
-    if (guide.apg_parallel is not None or guide.apg_threshold is not None) and (
+    apg_set = guide.apg_threshold is not None or guide.apg_momentum
+    if (guide.apg_parallel is not None or apg_set) and (
         cfg_scale is None or guide.apg_parallel is None or "gradient" not in takes
     ):
         raise ValueError(
-            f"APG (--apg_parallel, --apg_threshold) reshapes the CFG update of a Gaussian family "
+            f"APG (--apg_parallel, --apg_threshold, --apg_momentum) reshapes the CFG update of a "
+            f"Gaussian family "
             f"{guided_by('gradient')} in its denoised estimate: give --cfg_scale and "
             f"--apg_parallel; {config.name!r} is {family!r}"
         )
@@ -221,7 +226,7 @@ def guided_denoiser(comp, guide: Guide, denoiser, cfg_scale, classifier=None, we
     if cfg_scale is not None and guide.apg_parallel is not None:
         denoiser = guidance.projected(
             denoiser, comp.process, cfg_scale, guide.apg_parallel, guide.apg_threshold,
-            guide.cfg_interval,
+            guide.cfg_interval, guide.apg_momentum,
         )  # fmt: skip
     elif cfg_scale is not None:
         denoiser = guidance.classifier_free(denoiser, cfg_scale, guide.cfg_interval)

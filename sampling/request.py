@@ -111,6 +111,9 @@ class Request:
         None, "APG: weight of the CFG update's part parallel to x_hat_c (0: APG; off if unset)"
     )
     apg_threshold: float | None = field(None, "APG: cap r on the norm of the CFG update")
+    apg_momentum: float = field(
+        0.0, "APG: beta of the running sum of CFG updates (negative, e.g. -0.5; 0: none)"
+    )
     temperature: float = field(1.0, "masked runs: token logits / temperature (changes the law)")
     top_p: float = field(1.0, "masked runs: nucleus sampling, the top-p tokens (changes the law)")
 
@@ -127,6 +130,11 @@ class Request:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be one of {choices}")
         if self.eta is not None and self.eta < 0:
             raise ValueError(f"eta={self.eta} must be >= 0")
+        if not -1.0 < self.apg_momentum < 1.0:
+            raise ValueError(
+                f"apg_momentum={self.apg_momentum} must be in (-1, 1) (the running sum of APG's "
+                f"updates diverges otherwise)"
+            )
         try:
             weights = tuple(float(w) for w in self.expert_weights)
         except (TypeError, ValueError):
@@ -177,6 +185,7 @@ class Request:
             top_p=self.top_p,
             autoguide_scale=None if self.autoguide is None else self.guide_scale,
             apg_parallel=self.apg_parallel, apg_threshold=self.apg_threshold,
+            apg_momentum=self.apg_momentum,
         )  # fmt: skip
 
     @property

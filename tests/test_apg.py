@@ -78,3 +78,38 @@ def test_apg_settings_are_checked():
         guides.check(config, guides.Guide(apg_parallel=0.0), "euler", None, None)
     with pytest.raises(ValueError, match="APG .* give --cfg_scale and --apg_parallel"):
         guides.check(config, guides.Guide(apg_threshold=1.0), "euler", None, 2.0)
+
+
+def test_momentum_runs_the_sum_of_updates_over_the_sampler_calls():
+    """With momentum beta, Euler through APG (parallel 1) equals a hand-written loop that keeps
+    D_k = Delta_k + beta D_{k-1} and steps with x_hat = x_hat_c + (w - 1) D_k; it differs from
+    APG without momentum, and samplers that cannot thread the memory say so."""
+    process, w, beta, steps = flow.FlowMatching(), 3.0, -0.5, 12
+    den = conditional(process)
+    cond = jnp.arange(64) % 3
+    grid = samplers.grid("euler", process, steps)
+    x0 = process.prior(jax.random.key(1), (64, 1), grid[0])
+
+    def by_hand(x):
+        running = jnp.zeros_like(x)
+        for k in range(steps):
+            t = jnp.full(64, grid[k])
+            x_c = process.x0_eps(den(x, t, cond), x, t)[0]
+            x_u = process.x0_eps(den(x, t, jnp.full(64, NULL_LABEL)), x, t)[0]
+            running = (x_c - x_u) + beta * running
+            pred = process.pred_from_x0(x_c + (w - 1.0) * running, x, t)
+            x = x - (grid[k] - grid[k + 1]) * process.velocity(pred, x, t)
+        return x
+
+    step = samplers.solvers.Step(samplers.solvers.euler_move, nfe=1)
+    walk = lambda d: samplers.solvers.walk(  # noqa: E731
+        step, jax.random.key(2), d, process, x0, cond, grid
+    )[0]
+    apg = guidance.projected(den, process, w, parallel=1.0, momentum=beta)
+    np.testing.assert_allclose(walk(apg), by_hand(x0), rtol=0, atol=2e-4)
+    plain = walk(guidance.projected(den, process, w, parallel=1.0))
+    assert np.abs(np.asarray(walk(apg) - plain)).max() > 0.05
+    with pytest.raises(ValueError, match="one network call per step"):
+        samplers.get("flow", "heun")(jax.random.key(0), apg, process, (8, 1), cond[:8], grid)
+    with pytest.raises(ValueError, match="remembers across calls"):
+        apg(x0, jnp.full(64, 0.5), cond)

@@ -326,3 +326,31 @@ def test_smc_equals_its_kernel_stepped_by_hand(resample):
     np.testing.assert_array_equal(np.asarray(state.log_w), np.asarray(info["log_weights"]))
     np.testing.assert_array_equal(np.asarray(sizes), np.asarray(info["ess"]))
     assert float(state.log_z) == float(info["log_z"]) and int(info["resamplings"]) > 2
+
+
+def test_a_multistep_history_moves_with_its_particle():
+    """DPM-Solver++(2M) SDE carries past estimates (docs/math.md §1.5f); when the kernel resamples,
+    each particle's history must come from its ancestor: after two steps with every particle
+    replaced by its mirror (a fixed ancestor map), the kernel's second move equals the move of
+    the mirrored particles with their own estimates, and the history's newest estimate is the
+    denoised estimate of the particle it now belongs to."""
+    n = 64
+    mirror = lambda key, log_w: jnp.arange(n)[::-1]  # noqa: E731
+    step = samplers.smc_step("diffusion", "dpmpp_2m_sde")
+    potential = steering.reward_potential(reward, 0.0)
+    kernel = smc.Kernel(step, potential, scheme=mirror, due=lambda k, log_w: True)
+    den = oracles.exact_denoiser(GMM1, VP)
+    model = solvers.Bound(den, VP)
+    grid = samplers.grid("dpmpp_2m_sde", VP, 8)
+    state = kernel.init(jax.random.key(0), model, (n, 1), grid[0])
+    state, _ = kernel(jax.random.key(1), model, state, 0, grid[0], grid[1])
+    after, _ = kernel(jax.random.key(2), model, state, 1, grid[1], grid[2])
+
+    x, carry = jax.tree.map(lambda v: v[::-1], (state.x, state.carry))
+    pred = model.pred(x, grid[1])
+    evaluated = solvers.Evaluated(den, VP, None, pred)
+    k_move = jax.random.split(jax.random.key(2), 3)[2]
+    moved, _ = solvers.advance(step, k_move, evaluated, x, grid[1], grid[2], carry)
+    np.testing.assert_array_equal(np.asarray(after.x), np.asarray(moved))
+    np.testing.assert_allclose(after.carry.m[0], VP.x0_eps(pred, x, grid[1])[0], atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(after.carry.m[1]), np.asarray(carry.m[0]))
