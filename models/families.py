@@ -35,6 +35,9 @@ class Family:
     # prompt guidance), "observe" (prompts, infilling, inpainting)
     guidance: frozenset = frozenset()
     corrector: str | None = None  # the step Feynman-Kac correctors move its particles with
+    # the family whose forward noise it shares with its default path settings (a classifier
+    # trained under that family's noise guides it); None: its own
+    noise_path: str | None = None
 
     @property
     def sampled(self) -> bool:
@@ -50,6 +53,7 @@ def build_from(name: str) -> Callable:
 
 
 GAUSSIAN_GUIDANCE = frozenset({"classifier", "gradient", "observe"})
+AVERAGE_VELOCITY_GUIDANCE = frozenset({"classifier", "gradient"})
 FAMILIES = {
     "flow": Family(
         lambda config, vocab_size, source: flow.build_process(config), "continuous",
@@ -59,13 +63,17 @@ FAMILIES = {
         lambda config, vocab_size, source: continuous.build_process(config), "continuous",
         samplers=("gaussian",), estimate="tweedie", guidance=GAUSSIAN_GUIDANCE, corrector="em",
     ),
+    # average-velocity models: guided through the score of their velocity rows (exact at h = 0,
+    # first order in h for flow-map jumps); noise: the linear flow path (`flow_path`)
     "shortcut": Family(
         lambda config, vocab_size, source: shortcut.from_config(shortcut.Shortcut, config),
         "continuous", samplers=("flow_map", "gaussian"), estimate="tweedie",
+        guidance=AVERAGE_VELOCITY_GUIDANCE, noise_path="flow",
     ),
     "meanflow": Family(
         lambda config, vocab_size, source: shortcut.from_config(shortcut.MeanFlow, config),
         "continuous", samplers=("flow_map", "gaussian"), estimate="tweedie",
+        guidance=AVERAGE_VELOCITY_GUIDANCE, noise_path="flow",
     ),
     "masked": Family(
         lambda config, vocab_size, source: masked.build_process(config, vocab_size), "tokens",

@@ -75,9 +75,14 @@ def gradient(denoiser, process, log_potential, scale: float, interval=None, call
     network call per call (with the backward pass when log h depends on pred); `calls` counts
     the potential's own model calls (a classifier) per call, reported as `guidance_calls`.
 
+    An average-velocity model's step h passes through: its u(x, t, h) moves as a velocity at
+    t does, exact at h = 0 (the ODE and SDE samplers) and first order in h for flow-map jumps.
+
     Args:
-        denoiser: (x [B, ...], t [B], cond) -> prediction [B, ...] of a flow or diffusion model.
-        process: its process (flow.FlowMatching or continuous.GaussianDiffusion).
+        denoiser: (x [B, ...], t [B], cond[, h]) -> prediction [B, ...] of a flow, diffusion or
+            average-velocity model.
+        process: its process (flow.FlowMatching or continuous.GaussianDiffusion, or the
+            shortcut / MeanFlow processes, which are linear flows).
         log_potential: (x, t, cond, pred) -> log h [B], differentiable in x
             (`classifier_potential`, `reward_potential`, `measurement_potential`).
         scale: the factor of grad log h.
@@ -86,9 +91,9 @@ def gradient(denoiser, process, log_potential, scale: float, interval=None, call
         The guided denoiser, same signature and parameterisation.
     """
 
-    def guided(x, t, cond=None):
+    def guided(x, t, cond=None, h=None):
         def objective(x):
-            pred = denoiser(x, t, cond)
+            pred = denoiser(x, t, cond) if h is None else denoiser(x, t, cond, h)
             return jnp.sum(log_potential(x, t, cond, pred)), pred
 
         grad, pred = jax.grad(objective, has_aux=True)(x)

@@ -200,12 +200,28 @@ def check_classifier(config, classifier) -> None:
     ignore = ("family", "noise_family", "label_dropout")
     own = {k: v for k, v in config.process.to_dict().items() if k not in ignore}
     theirs = {k: v for k, v in classifier.process.to_dict().items() if k not in ignore}
+    if shares_noise(config, classifier):
+        return
     same_family = classifier.process.noise_family == config.process.family
     if not same_family or any(theirs.get(k) != v for k, v in own.items()):
         raise ValueError(
             f"classifier {classifier.name!r} was trained under a {classifier.process.noise_family}"
             f" process {theirs}; {config.name!r} samples a {config.process.family} process {own}"
         )
+
+
+def shares_noise(config, classifier_config) -> bool:
+    """Whether an average-velocity run (shortcut, MeanFlow) and a classifier trained under the
+    noise of the family whose path it shares (`Family.noise_path`: the linear flow) see the same
+    x_t: the classifier's path is that run's path."""
+    path_family = families.get(config.process.family).noise_path
+    if path_family is None or classifier_config.process.noise_family != path_family:
+        return False
+    theirs = families.build_from(path_family)(classifier_config)
+    own = families.build_from(config.process.family)(config)
+    t = jnp.linspace(0.0, 1.0, 33)
+    same = [jnp.allclose(f(theirs)(t), f(own)(t)) for f in (lambda p: p.alpha, lambda p: p.sigma)]
+    return all(same) and theirs.path.gamma is None and own.path.gamma is None
 
 
 def classifier_log_probs(classifier, params):
