@@ -73,6 +73,15 @@ def masked_process() -> ml_collections.ConfigDict:
     return p
 
 
+def uniform_process() -> ml_collections.ConfigDict:
+    """Uniform-state diffusion for tokens (docs/math.md §3.9): the masked family's schedules,
+    unclipped (alpha_0 = 1, alpha_1 = 0)."""
+    p = masked_process()
+    p.family = "uniform"
+    p.mask_eps = 0.0
+    return p
+
+
 def counts_process() -> ml_collections.ConfigDict:
     """Count flow matching (docs/math.md §4): birth-death bridge, Poisson rate matching."""
     p = ml_collections.ConfigDict()

@@ -107,6 +107,19 @@ class MarkovChain:
         )  # [B, L, V]
         return self.smoothing(obs)
 
+    def uniform_denoiser_logits(self, z: jax.Array, alpha) -> jax.Array:
+        """log p(x^i = v | z_t) [B, L, V] under uniform noise (docs/math.md §3.9): forward-backward
+        with e_i(v) = log q_t(z^i | v) = log(alpha [z^i = v] + (1 - alpha) / V), alpha [B] or a
+        scalar (alpha_t)."""
+        v = self.vocab_size
+        a = jnp.reshape(jnp.asarray(alpha, jnp.float32), (-1, 1, 1))
+        hit = (z[..., None] == jnp.arange(v)).astype(jnp.float32)
+        return self.smoothing(jnp.log(a * hit + (1.0 - a) / v))
+
+    def uniform_denoiser(self, alpha):
+        """The exact uniform-noise denoiser (z, t, cond) -> logits of a schedule alpha(t)."""
+        return lambda z, t, cond=None: self.uniform_denoiser_logits(z, alpha(t))
+
     def onehot_logits(self, h: jax.Array) -> jax.Array:
         """`denoiser_logits` of one-hot inputs h [B, L, V + 1] (last: the mask), differentiable
         in h: e_i(v) = log(h_iv + h_im) (floored at 1e-30), the relaxation a first-order

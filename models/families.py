@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from difflab.models import classifier, continuous, counts, flow, masked, shortcut, value
+from difflab.models import classifier, continuous, counts, flow, masked, shortcut, uniform, value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +79,10 @@ FAMILIES = {
         lambda config, vocab_size, source: masked.build_process(config, vocab_size), "tokens",
         samplers=("masked",), estimate="masked",
         guidance=frozenset({"classifier", "prompt", "observe"}), corrector="ancestral",
+    ),
+    "uniform": Family(
+        lambda config, vocab_size, source: uniform.build_process(config, vocab_size), "tokens",
+        samplers=("uniform",), estimate="uniform",
     ),
     "counts": Family(
         lambda config, vocab_size, source: counts.build_process(config, source), "counts",

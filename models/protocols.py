@@ -78,6 +78,18 @@ class MaskedProcess(Process, Protocol):
 
 
 @runtime_checkable
+class UniformProcess(Process, Protocol):
+    """Uniform-state diffusion over tokens 0..vocab_size - 1 (no mask): the reverse step mixes
+    the posteriors over p_theta(x | z_t)."""
+
+    vocab_size: int
+
+    def log_probs(self, pred, zt) -> Any: ...
+
+    def posterior_probs(self, zt, t, s, probs) -> Any: ...
+
+
+@runtime_checkable
 class CountProcess(Process, Protocol):
     """A birth-death count process: the prediction gives birth and death rates."""
 

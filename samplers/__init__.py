@@ -22,7 +22,7 @@ class Spec:
     parametrise over `SPECS`, fail until it has one."""
 
     build: Callable  # (eta, float64) -> sampler(key, denoiser, process, shape, cond, grid)
-    kind: str  # what it walks: "gaussian", "flow_map", "masked" or "counts" (models.families)
+    kind: str  # what it walks: "gaussian", "flow_map", "masked", "uniform" or "counts"
     # (eta, float64) -> its one-evaluation stochastic `solvers.Step`, which particle methods
     # (samplers.smc) and SVDD propagate with; None: not one (deterministic, or several calls)
     move: Callable | None = None
@@ -97,6 +97,11 @@ SPECS = {
     # several tokens per call while sum H - max H <= gamma (EB-sampler); eta is gamma
     "entropy_bounded": Spec(
         lambda eta, f64: discrete.entropy_bounded(eta, f64), "masked", eta=0.1, categoricals=True
+    ),
+    # uniform-state diffusion: the exact reverse step mixing the posteriors (docs/math.md §3.9)
+    "uniform_ancestral": Spec(
+        lambda eta, f64: solvers.make_sampler(discrete.ancestral_step(f64)), "uniform",
+        move=lambda eta, f64: discrete.ancestral_step(f64), categoricals=True,
     ),
     # a biased heuristic (MaskGIT's confidence order)
     "confidence": Spec(lambda eta, f64: discrete.confidence(f64), "masked", categoricals=True),
@@ -179,7 +184,7 @@ def get(family: str, name: str, eta=None, float64: bool = True):
     """The sampler `name` of model family `family`.
 
     Args:
-        family: "flow", "diffusion", "shortcut", "meanflow", "masked" or "counts".
+        family: "flow", "diffusion", "shortcut", "meanflow", "masked", "uniform" or "counts".
         name: one of `names(family)` (`described()` lists them).
         eta: noise scale of ddim (default 0) and em (default 1), remasking strength of the
             remdm_* samplers (docs/math.md §3.7), entropy budget gamma of entropy_bounded

@@ -84,8 +84,24 @@ def masked_estimate(draws: int = 4, float64: bool = True):
     return estimate
 
 
+def uniform_estimate(draws: int = 4, float64: bool = True):
+    """`draws` samples x0 ~ p_theta(. | z_t) at every position (uniform noise keeps none)."""
+
+    def estimate(key, model, pred, z, t):
+        del t
+        lp = model.process.log_probs(pred, z)
+        return jax.vmap(lambda k: categorical(k, lp, float64))(jax.random.split(key, draws))
+
+    return estimate
+
+
 # by the `estimate` of each family's record (models.families)
-ESTIMATES = {"tweedie": gaussian_estimate, "masked": masked_estimate(), "counts": count_estimate}
+ESTIMATES = {
+    "tweedie": gaussian_estimate,
+    "masked": masked_estimate(),
+    "uniform": uniform_estimate(),
+    "counts": count_estimate,
+}
 
 
 def estimate_for(family: str, estimates=None):

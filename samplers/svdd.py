@@ -80,8 +80,19 @@ def masked_estimate(key, model, pred, z, t):
     return jnp.argmax(model.process.log_probs(pred, z), axis=-1)[None]
 
 
-# SVDD's "tweedie" option: the argmax tokens for masked models (steering's estimates otherwise)
-ESTIMATES = {"tweedie": gaussian_estimate, "masked": masked_estimate, "counts": count_estimate}
+def uniform_estimate(key, model, pred, z, t):
+    """The most probable token at every position (uniform-state models), [1, B, L]."""
+    del key, t
+    return jnp.argmax(model.process.log_probs(pred, z), axis=-1)[None]
+
+
+# SVDD's "tweedie" option: the argmax tokens for token models (steering's estimates otherwise)
+ESTIMATES = {
+    "tweedie": gaussian_estimate,
+    "masked": masked_estimate,
+    "uniform": uniform_estimate,
+    "counts": count_estimate,
+}
 
 
 def estimate_for(family: str):

@@ -7,10 +7,20 @@ import importlib
 import pytest
 
 from difflab import samplers
-from difflab.models import continuous, counts, families, flow, masked, nets, protocols, shortcut
+from difflab.models import (
+    continuous,
+    counts,
+    families,
+    flow,
+    masked,
+    nets,
+    protocols,
+    shortcut,
+    uniform,
+)
 from difflab.samplers import steering, svdd
 from difflab.samplers.observed import observe
-from tests import test_counts, test_gaussian_samplers, test_smc
+from tests import test_counts, test_gaussian_samplers, test_smc, test_uniform
 
 # oracle tests of the samplers not covered by a parametrisation over the registry
 NAMED_ORACLES = {
@@ -21,6 +31,9 @@ NAMED_ORACLES = {
         "test_masked::test_confidence_sampler_unmasks_k_per_step_and_never_changes_tokens"
     ),
     "exact": "test_counts::test_c2_exact_thinning_reproduces_negative_binomial",
+    "uniform_ancestral": (
+        "test_uniform::test_ancestral_sampler_draws_its_exact_law_and_converges_to_p"
+    ),
     "entropy_bounded": (
         "test_remasking::test_entropy_bounded_at_gamma_zero_is_exact_with_one_token_per_call"
     ),
@@ -46,6 +59,7 @@ def test_every_particle_move_has_an_oracle_test():
     """Every one-evaluation stochastic move is checked steering toward a closed-form tilt."""
     moves = {n for n, s in samplers.SPECS.items() if s.move is not None}
     covered = {*test_smc.GAUSSIAN_MOVES, *test_counts.STEPPED, *test_smc.MASKED_MOVES}
+    covered |= set(test_uniform.MOVES)
     assert covered == moves, covered ^ moves
 
 
@@ -89,9 +103,13 @@ def test_processes_meet_their_protocols():
     assert isinstance(tokens, protocols.MaskedProcess)
     assert not isinstance(tokens, protocols.GaussianProcess)
     assert isinstance(counts.CountFlow(), protocols.CountProcess)
+    noisy = uniform.UniformDiffusion(3)
+    assert isinstance(noisy, protocols.UniformProcess)
+    assert not isinstance(noisy, protocols.MaskedProcess)
+    assert not isinstance(tokens, protocols.UniformProcess)
     observed = observe(tokens, [[0, 1]], [[True, False]])
     assert isinstance(observed, protocols.Conditioned) and isinstance(
         observed, protocols.MaskedProcess
     )
-    for p in [*gaussian, meanflow, tokens, counts.CountFlow()]:
+    for p in [*gaussian, meanflow, tokens, noisy, counts.CountFlow()]:
         assert isinstance(p, protocols.Process), type(p).__name__
