@@ -82,7 +82,7 @@ FAMILIES = {
     ),
     "uniform": Family(
         lambda config, vocab_size, source: uniform.build_process(config, vocab_size), "tokens",
-        samplers=("uniform",), estimate="uniform",
+        samplers=("uniform",), estimate="uniform", guidance=frozenset({"classifier"}),
     ),
     "counts": Family(
         lambda config, vocab_size, source: counts.build_process(config, source), "counts",

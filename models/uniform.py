@@ -99,14 +99,15 @@ class UniformDiffusion:
         out = stay * (a_s * w + (1.0 - a_s) / v * jnp.sum(w, axis=-1, keepdims=True))
         return out / jnp.sum(out, axis=-1, keepdims=True)
 
-    def posterior(self, key, zt, t, s, log_probs, float64: bool = True):
+    def posterior(self, key, zt, t, s, log_probs, float64: bool = True, log_tilt=None):
         """One ancestral move t -> s: z_s^i ~ p(. | z_t) of `posterior_probs` with probs =
         exp(log_probs), independently per position; on the final step to t_min a draw of x from
-        p_theta itself (equal to the formula there, where alpha_0 = 1)."""
+        p_theta itself (equal to the formula there, where alpha_0 = 1). log_tilt [B, L, V]: each
+        position's next-token law times exp(log_tilt), renormalised (classifier guidance)."""
         probs = jnp.exp(log_probs)
         step = jnp.log(jnp.maximum(self.posterior_probs(zt, t, s, probs), 1e-37))
         lp = jnp.where(s <= self.t_min, log_probs, step)
-        return categorical(key, lp, float64)
+        return categorical(key, lp if log_tilt is None else lp + log_tilt, float64)
 
     # -- training -------------------------------------------------------------------------------
     def rate_bracket(self, zt, t, probs, x0):

@@ -77,6 +77,18 @@ def ancestral_step(float64: bool = True, logits=None) -> Step:
     return Step(move, nfe=1)
 
 
+def tilted_step(log_tilt, float64: bool = True) -> Step:
+    """The uniform-state ancestral step with each position's next-token law tilted by
+    exp(log_tilt(model, z, t)) [B, L, V] (classifier guidance, `guidance.uniform_classifier`;
+    docs/math.md §3.9)."""
+
+    def move(key, model, z, t, s):
+        lp = log_probs(model, z, t)
+        return model.process.posterior(key, z, t, s, lp, float64, log_tilt(model, z, t))
+
+    return Step(move, nfe=1)
+
+
 def first_hitting(float64: bool = True):
     """First-hitting sampler (docs/math.md §3.3B): with n masked positions at time t, the next
     unmasking happens at 1 - alpha_s = (1 - alpha_t) u^(1/n); a uniformly chosen masked position

@@ -172,24 +172,51 @@ def masked_classifier(
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (batch,))
         lp = process.log_probs(denoiser(z, t, cond), z)  # [B, L, V]
         onehot = jax.nn.one_hot(z, vocab + 1)
-        pick = lambda lc, c: jnp.take_along_axis(lc, c[:, None], axis=1)[:, 0]
         if exact:
-            # z with position i set to v, for every (i, v): [B, L, V, L]
-            eye = jnp.eye(length, dtype=bool)[None, :, None, :]
-            subs = jnp.where(eye, jnp.arange(vocab)[None, None, :, None], z[:, None, None, :])
-            n = length * vocab
-            lc = log_classifier(
-                jax.nn.one_hot(subs.reshape(batch * n, length), vocab + 1), jnp.repeat(t, n)
-            )
-            delta = pick(lc, jnp.repeat(cond, n)).reshape(batch, length, vocab)
+            delta = substituted_log_probs(log_classifier, z, t, cond, vocab)
         else:
-            grad = jax.grad(lambda h: jnp.sum(pick(log_classifier(h, t), cond)))(onehot)
+            grad = jax.grad(lambda h: jnp.sum(picked(log_classifier(h, t), cond)))(onehot)
             delta = grad[..., :vocab] - grad[..., mask : mask + 1]
         return lp + scale * jnp.where((z == mask)[..., None], delta, 0.0)
 
     guided.network_passes = network_passes(denoiser)
     guided.guidance_calls = length * process.vocab_size if exact else 1
     return guided
+
+
+def picked(log_probs, cond):
+    """log p(c | .) [N] of each row's class cond [N] from class log-probabilities [N, C]."""
+    return jnp.take_along_axis(log_probs, cond[:, None], axis=1)[:, 0]
+
+
+def substituted_log_probs(log_classifier, z, t, cond, vocab: int):
+    """log p_phi(c | z^{i<-v}, t) [B, L, V] for every position i and token v, c = cond: the
+    classifier on all L V single-token substitutions of z [B, L] (L V passes), its input one-hot
+    over V + 1 columns (the last, a mask, unused here)."""
+    batch, length = z.shape
+    eye = jnp.eye(length, dtype=bool)[None, :, None, :]
+    subs = jnp.where(eye, jnp.arange(vocab)[None, None, :, None], z[:, None, None, :])
+    n = length * vocab
+    onehot = jax.nn.one_hot(subs.reshape(batch * n, length), vocab + 1)
+    lc = log_classifier(onehot, jnp.repeat(t, n))
+    return picked(lc, jnp.repeat(cond, n)).reshape(batch, length, vocab)
+
+
+def uniform_classifier(log_classifier, scale: float):
+    """Classifier guidance of a uniform-state model (Nisonoff et al. 2024; docs/math.md §3.9):
+    the log-tilt gamma log p_phi(c | z_t^{i<-j}, t) [B, L, V] of each position's next token j,
+    which `discrete.tilted_step` adds to the reverse step (the exact guided rates' ratio
+    p_phi(c | z') / p_phi(c | z) for one-token jumps; p_phi(c | z) cancels in the
+    normalisation). log_classifier(one-hot [N, L, V + 1], t [N]) -> [N, C]."""
+
+    def log_tilt(model, z, t):
+        if model.cond is None:
+            raise ValueError("classifier guidance needs the class to guide toward (cond), got None")
+        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), z.shape[:1])
+        vocab = model.process.vocab_size
+        return scale * substituted_log_probs(log_classifier, z, t, model.cond, vocab)
+
+    return log_tilt
 
 
 def check_shape(temperature: float, top_p: float) -> None:

@@ -144,7 +144,9 @@ def compiled_sampler(
             process = guides.guided_process(comp, guide, observation)
             if steer is None:
                 values = None if value is None else (value, value_params)
-                sampler = guides.guided_sampler(comp, guide, sampler_name, eta, float64, values)
+                sampler = guides.guided_sampler(
+                    comp, guide, sampler_name, eta, float64, values, clf
+                )
                 if per_sample:
                     keys = independent.sample_keys(key, indices)
                     sampler = independent.independent(sampler)

@@ -18,8 +18,8 @@ from difflab import samplers
 from difflab.data import rewards
 from difflab.models import families
 from difflab.models.mixing import NULL_LABEL
-from difflab.models.protocols import MaskedProcess
-from difflab.samplers import guidance, svdd
+from difflab.models.protocols import MaskedProcess, UniformProcess
+from difflab.samplers import discrete, guidance, solvers, svdd
 from difflab.samplers.observed import Observed, observe
 
 DIFFERENTIABLE_REWARDS = ("target", "class")  # JAX functions of the samples
@@ -255,6 +255,9 @@ def guided_denoiser(comp, guide: Guide, denoiser, cfg_scale, classifier=None, we
             comp.dataset.shape[0],
             exact=guide.classifier_exact,
         )
+    elif guide.classifier_scale and isinstance(comp.process, UniformProcess):
+        # the tilt acts in the sampler's step (`guided_sampler`); L V classifier passes per call
+        denoiser = counted(denoiser, comp.dataset.shape[0] * comp.process.vocab_size)
     elif guide.classifier_scale:
         potential = guidance.classifier_potential(classifier_log_probs(*classifier))
         denoiser = guidance.gradient(
@@ -304,10 +307,27 @@ def guided_process(comp, guide: Guide, observed):
     )
 
 
-def guided_sampler(comp, guide: Guide, sampler_name, eta, float64, value=None):
+def counted(denoiser, calls: int):
+    """The denoiser, reporting `calls` guidance (classifier) passes per call."""
+
+    def same(*args, **kw):
+        return denoiser(*args, **kw)
+
+    same.network_passes = guidance.network_passes(denoiser)
+    same.guidance_calls = calls + getattr(denoiser, "guidance_calls", 0)
+    return same
+
+
+def guided_sampler(comp, guide: Guide, sampler_name, eta, float64, value=None, classifier=None):
     """The named sampler, or SVDD around its step: SVDD-PM with the guide's reward, or SVDD-MC
-    with value = (Components, params) of a value run."""
+    with value = (Components, params) of a value run; for a uniform-state run under classifier
+    guidance, its step tilted by the classifier = (Components, params) (docs/math.md §3.9)."""
     family = comp.config.process.family
+    if guide.classifier_scale and isinstance(comp.process, UniformProcess):
+        log_tilt = guidance.uniform_classifier(
+            classifier_log_probs(*classifier), guide.classifier_scale
+        )
+        return solvers.make_sampler(discrete.tilted_step(log_tilt, float64))
     if not guide.svdd:
         return samplers.get(family, sampler_name, eta, float64)
     step = samplers.smc_step(family, sampler_name, eta, float64)
