@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import time
@@ -81,3 +82,53 @@ def digit_scores(x, labels, ref):
     params, _ = frechet.classifier()
     predicted = np.argmax(np.asarray(frechet.logits(params, x)), -1)
     return float(np.mean(predicted == labels)), frechet.frechet_distance(x, ref)
+
+
+def heldout(run, n: int, num_t: int) -> dict:
+    """NELBO bits per token of n test-split sequences, and n-gram baselines for text."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from difflab import data
+    from difflab.metrics.tokens import NGram
+
+    dc = run.config.data.copy_and_resolve_references()
+    dc.unlock()
+    dc.split = "test"
+    test = data.build(dc)
+    x = test.reference(n, seed=12345)
+    labels = getattr(test, "reference_labels", lambda n, s: None)(n, 12345)
+    cond = None if labels is None or not run.components.num_classes else jnp.asarray(labels)
+    length = x.shape[1]
+    nelbo = jax.jit(lambda k, xb, c: run.process.nelbo(run.denoiser, k, xb, c, num_t=num_t))
+    per_seq = np.concatenate(
+        [
+            np.asarray(
+                nelbo(
+                    jax.random.key(i),
+                    jnp.asarray(x[i : i + 64]),
+                    None if cond is None else cond[i : i + 64],
+                )
+            )
+            for i in range(0, n, 64)
+        ]
+    )
+    bits = per_seq / (length * math.log(2))
+    out = {
+        "num_sequences": n,
+        "length": length,
+        "nelbo_bits_per_token": round(float(bits.mean()), 4),
+        "nelbo_bits_per_token_se": round(float(bits.std() / math.sqrt(n)), 4),
+    }
+    if hasattr(run.components.dataset, "stream"):
+        train_stream = run.components.dataset.stream
+        out["ngram_bits_per_token"] = {
+            order: round(NGram.fit(train_stream, test.vocab_size, order).bits_per_token(x), 4)
+            for order in range(1, 7)
+        }
+    if getattr(test, "law", None) is not None:
+        out["data_entropy_bits_per_token"] = round(
+            test.law.sequence_entropy(length) / length / math.log(2), 4
+        )
+    return out

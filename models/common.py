@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -57,3 +58,34 @@ def invert_decreasing(fn: Callable, target, lo: float = 0.0, hi: float = 1.0, it
 
     a, b = jax.lax.fori_loop(0, iters, body, (a, b))
     return 0.5 * (a + b)
+
+
+class TokenNelbo:
+    """The training loss and the averaged NELBO of a token process from its one-draw estimate
+    `nelbo_draw(denoiser, key, x0, cond, steps) -> [B]` nats and its `label_dropout` (masked and
+    uniform-state diffusion; docs/math.md §3.2, §3.9)."""
+
+    def loss(self, denoiser, key, batch):
+        """The NELBO in bits per token, averaged over the batch.
+
+        Args:
+            denoiser: (z_t [B, L], t [B], cond [B] or None) -> logits [B, L, V'].
+            key: a typed PRNG key (times, noise and label dropout are drawn from it).
+            batch: {"x": int tokens [B, L], "label": [B] int (optional)}.
+
+        Returns:
+            (loss, metrics): the scalar loss to minimise and a dict of scalars to log.
+        """
+        x0 = batch["x"].astype(jnp.int32)
+        k_elbo, k_drop = jax.random.split(key)
+        cond = conditioning(k_drop, batch, self.label_dropout)
+        nelbo = self.nelbo_draw(denoiser, k_elbo, x0, cond)
+        loss = jnp.mean(nelbo) / (x0.shape[-1] * math.log(2))
+        return loss, {"loss": loss}
+
+    def nelbo(self, denoiser, key, x0, cond=None, num_t: int = 1, steps: int | None = None):
+        """Per-sequence NELBO in nats, averaged over num_t independent draws of (t, z_t)."""
+        draws = jax.lax.map(
+            lambda k: self.nelbo_draw(denoiser, k, x0, cond, steps), jax.random.split(key, num_t)
+        )
+        return jnp.mean(draws, axis=0)

@@ -16,7 +16,12 @@ import jax
 import jax.numpy as jnp
 
 from difflab.models.categorical import categorical
-from difflab.models.common import antithetic_times, conditioning, invert_decreasing, time_derivative
+from difflab.models.common import (
+    TokenNelbo,
+    antithetic_times,
+    invert_decreasing,
+    time_derivative,
+)
 
 # A large negative *finite* log-probability for impossible tokens (-inf breaks bfloat16 math).
 NEG = -1e9
@@ -89,7 +94,7 @@ def polynomial(power: float = 2.0, eps: float = 0.0) -> MaskSchedule:
 
 
 @dataclasses.dataclass(frozen=True)
-class MaskedDiffusion:
+class MaskedDiffusion(TokenNelbo):
     """Absorbing-state diffusion over `vocab_size` tokens; the denoiser returns [..., V] logits.
 
     loss_steps = 0 trains the continuous-time NELBO; T > 0 the discrete-time one with T steps.
@@ -175,31 +180,6 @@ class MaskedDiffusion:
         zt = self.corrupt(k_mask, x0, t)
         nll = self.masked_nll(denoiser, x0, zt, t, cond)
         return weight * nll + self.reconstruction(x0.shape[-1])
-
-    def loss(self, denoiser, key, batch):
-        """The NELBO in bits per token, averaged over the batch (docs/math.md §3.2).
-
-        Args:
-            denoiser: (x_t [B, ...], t [B], cond [B] or None) -> logits [B, L, V].
-            key: a typed PRNG key (times, noise and label dropout are drawn from it).
-            batch: {"x": [B, ...] int tokens [B, L], "label": [B] int (optional)}.
-
-        Returns:
-            (loss, metrics): the scalar loss to minimise and a dict of scalars to log.
-        """
-        x0 = batch["x"].astype(jnp.int32)
-        k_elbo, k_drop = jax.random.split(key)
-        cond = conditioning(k_drop, batch, self.label_dropout)
-        nelbo = self.nelbo_draw(denoiser, k_elbo, x0, cond)
-        loss = jnp.mean(nelbo) / (x0.shape[-1] * math.log(2))
-        return loss, {"loss": loss}
-
-    def nelbo(self, denoiser, key, x0, cond=None, num_t: int = 1, steps: int | None = None):
-        """Per-sequence NELBO in nats, averaged over num_t independent draws of (t, z_t)."""
-        draws = jax.lax.map(
-            lambda k: self.nelbo_draw(denoiser, k, x0, cond, steps), jax.random.split(key, num_t)
-        )
-        return jnp.mean(draws, axis=0)
 
     # -- reverse process ------------------------------------------------------------------------
     def posterior(self, key, zt, t, s, log_probs, float64: bool = True):

@@ -12,13 +12,12 @@ schedules (1 - alpha_t is their mask probability), unclipped: alpha_0 = 1, alpha
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
 
 from difflab.models.categorical import categorical
-from difflab.models.common import antithetic_times, conditioning, time_derivative
+from difflab.models.common import TokenNelbo, antithetic_times, time_derivative
 from difflab.models.masked import MaskSchedule, build_schedule, linear
 
 
@@ -29,7 +28,7 @@ def per_position(v, z):
 
 
 @dataclasses.dataclass(frozen=True)
-class UniformDiffusion:
+class UniformDiffusion(TokenNelbo):
     """Uniform-state diffusion over `vocab_size` tokens; the denoiser returns [..., V'] logits
     (V' >= V; logits past V are dropped).
 
@@ -157,31 +156,6 @@ class UniformDiffusion:
         beta = time_derivative(self.schedule.mask_prob, t) / jnp.maximum(self.alpha(t), 1e-30)
         bracket = jnp.sum(self.rate_bracket(zt, t, probs, x0), axis=-1)
         return (1.0 - self.t_eps) * beta / self.vocab_size * bracket
-
-    def loss(self, denoiser, key, batch):
-        """The NELBO in bits per token, averaged over the batch (docs/math.md §3.9).
-
-        Args:
-            denoiser: (z_t [B, L], t [B], cond [B] or None) -> logits [B, L, V'].
-            key: a typed PRNG key (times, noise and label dropout are drawn from it).
-            batch: {"x": int tokens [B, L], "label": [B] int (optional)}.
-
-        Returns:
-            (loss, metrics): the scalar loss to minimise and a dict of scalars to log.
-        """
-        x0 = batch["x"].astype(jnp.int32)
-        k_elbo, k_drop = jax.random.split(key)
-        cond = conditioning(k_drop, batch, self.label_dropout)
-        nelbo = self.nelbo_draw(denoiser, k_elbo, x0, cond)
-        loss = jnp.mean(nelbo) / (x0.shape[-1] * math.log(2))
-        return loss, {"loss": loss}
-
-    def nelbo(self, denoiser, key, x0, cond=None, num_t: int = 1, steps: int | None = None):
-        """Per-sequence NELBO in nats, averaged over num_t independent draws of (t, z_t)."""
-        draws = jax.lax.map(
-            lambda k: self.nelbo_draw(denoiser, k, x0, cond, steps), jax.random.split(key, num_t)
-        )
-        return jnp.mean(draws, axis=0)
 
 
 def build_process(config, vocab_size: int) -> UniformDiffusion:
